@@ -1,0 +1,45 @@
+"""Gaussian parameters -> screen-space means, conics and 3-sigma radii (shared by all backends).
+
+This O(N) step is plain differentiable PyTorch; only the per-pixel rasterisation differs between
+backends. The conic (inverse covariance) is built from inverse scales, never by inverting a
+covariance, so thin Gaussians stay exact instead of losing precision to cancellation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TILE = 16  # tile edge in pixels (the official kernel's value)
+SIGMA_RADIUS = 3.0  # a Gaussian covers the circle of radius 3 sqrt(lambda_max)
+
+
+def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int, width: int,
+            native_height: int, native_width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Map Gaussians to output pixel space.
+
+    Args:
+        xy: (N, 2) centres in [0, 1]^2; scale: (N, 2) native-pixel std devs; rot: (N,) radians.
+        height, width: output size; native_height, native_width: the size scales refer to.
+    Returns:
+        means (N, 2) in output pixels (x, y), conics (N, 3) = (A, B, C) with
+        q(d) = A dx^2 + 2 B dx dy + C dy^2 = d^T Sigma'^-1 d, and radii (N,) = 3 sqrt(lambda_max(Sigma'))
+        (detached: binning is not differentiated).
+    """
+    ax = width / native_width
+    ay = height / native_height
+    means = xy * xy.new_tensor([float(width), float(height)])
+    c, s = torch.cos(rot), torch.sin(rot)
+    ix2, iy2 = 1.0 / scale[:, 0] ** 2, 1.0 / scale[:, 1] ** 2
+    cc, ss, cs = c * c, s * s, c * s
+    conics = torch.stack([(cc * ix2 + ss * iy2) / (ax * ax),
+                          cs * (ix2 - iy2) / (ax * ay),
+                          (ss * ix2 + cc * iy2) / (ay * ay)], dim=1)
+    with torch.no_grad():
+        s0, s1 = scale[:, 0] ** 2, scale[:, 1] ** 2
+        vxx = ax * ax * (cc * s0 + ss * s1)
+        vyy = ay * ay * (ss * s0 + cc * s1)
+        vxy = ax * ay * cs * (s0 - s1)
+        half = 0.5 * (vxx - vyy)
+        lam = 0.5 * (vxx + vyy) + torch.sqrt(half * half + vxy * vxy)
+        radii = SIGMA_RADIUS * torch.sqrt(lam)
+    return means, conics, radii

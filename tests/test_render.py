@@ -1,0 +1,131 @@
+"""The fused CPU kernels against the pure-PyTorch reference: forward and every gradient."""
+
+import math
+
+import pytest
+import torch
+
+from imagegs import Gaussians, render
+from imagegs.render import project, rasterize
+
+from conftest import random_gaussians
+
+
+def _forward_backward(g, backend, top_k, height=None, width=None, seed=1):
+    params = [t.detach().clone().requires_grad_() for t in (g.xy, g.scale, g.rot, g.color)]
+    gg = Gaussians(*params, g.height, g.width)
+    img = render(gg, height, width, top_k=top_k, backend=backend)
+    cot = torch.randn(img.shape, generator=torch.Generator().manual_seed(seed), dtype=img.dtype)
+    (img * cot).sum().backward()
+    return img.detach(), [p.grad for p in params]
+
+
+def _compare(g, top_k=10, height=None, width=None, rtol=1e-9, atol=1e-10):
+    ref_img, ref_grads = _forward_backward(g, "reference", top_k, height, width)
+    cpu_img, cpu_grads = _forward_backward(g, "cpu", top_k, height, width)
+    torch.testing.assert_close(cpu_img, ref_img, rtol=rtol, atol=atol)
+    for name, a, b in zip(("xy", "scale", "rot", "color"), cpu_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"grad {name}: {m}")
+    return ref_img
+
+
+@pytest.mark.parametrize("height,width", [(16, 16), (37, 53), (64, 48), (5, 90)])
+@pytest.mark.parametrize("top_k", [10, 3, None])
+def test_cpu_matches_reference_sizes(height, width, top_k):
+    g = random_gaussians(150, height, width, seed=height * width)
+    _compare(g, top_k=top_k)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 9, 16])
+def test_cpu_matches_reference_channels(channels):
+    g = random_gaussians(120, 40, 33, channels=channels, seed=channels)
+    img = _compare(g)
+    assert img.shape == (channels, 40, 33)
+
+
+def test_outside_and_partly_outside():
+    # centres spread over [-0.5, 1.5]^2: many wholly outside the image, many straddling the border
+    g = random_gaussians(300, 48, 40, spread=(-0.5, 1.5), scale=(0.5, 12.0), seed=3)
+    _compare(g)
+
+
+@pytest.mark.parametrize("scale", [(1e-3, 0.05), (40.0, 300.0), (0.5, 1.0)])
+def test_tiny_and_huge_scales(scale):
+    g = random_gaussians(80, 35, 45, scale=scale, seed=4)
+    _compare(g)
+
+
+def test_nearly_degenerate():
+    g = random_gaussians(80, 40, 40, seed=5)
+    g.scale[:, 1] = g.scale[:, 0] * 1e-3  # needles: axis ratio 1000
+    _compare(g)
+
+
+@pytest.mark.parametrize("height,width", [(30, 30), (77, 41), (200, 13)])
+def test_other_sizes_and_aspect(height, width):
+    g = random_gaussians(150, 40, 40, seed=6)  # native 40x40, rendered at another size/aspect
+    _compare(g, height=height, width=width)
+
+
+def test_float32_forward_close():
+    g = random_gaussians(400, 64, 64, seed=7, dtype=torch.float32)
+    a = render(g, backend="reference")
+    b = render(g, backend="cpu")
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_finite_differences_reference():
+    g = random_gaussians(6, 9, 11, channels=2, scale=(1.5, 4.0), seed=8)
+    params = [t.detach().clone().requires_grad_() for t in (g.xy, g.scale, g.rot, g.color)]
+
+    def fn(xy, scale, rot, color):
+        return render(Gaussians(xy, scale, rot, color, 9, 11), top_k=3, backend="reference")
+
+    assert torch.autograd.gradcheck(fn, params, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_topk_keeps_largest():
+    # one pixel, 3 Gaussians at known distances: with K=2 only the two nearest are blended
+    means = torch.tensor([[0.5, 0.5], [1.5, 0.5], [3.5, 0.5]], dtype=torch.float64)
+    conics = torch.tensor([[1.0, 0.0, 1.0]] * 3, dtype=torch.float64)
+    colors = torch.tensor([[1.0], [2.0], [100.0]], dtype=torch.float64)
+    radii = torch.full((3,), 10.0, dtype=torch.float64)
+    for backend in ("reference", "cpu"):
+        out = rasterize(means, conics, colors, radii, 1, 1, top_k=2, eps=1e-4, backend=backend)
+        w = torch.tensor([1.0, math.exp(-0.5)], dtype=torch.float64)
+        expect = (w * torch.tensor([1.0, 2.0], dtype=torch.float64)).sum() / (w.sum() + 1e-4)
+        torch.testing.assert_close(out[0, 0, 0], expect)
+
+
+def test_projection_rescales_covariance():
+    g = random_gaussians(5, 20, 30, seed=9)
+    m1, c1, r1 = project(g.xy, g.scale, g.rot, height=20, width=30, native_height=20, native_width=30)
+    m2, c2, r2 = project(g.xy, g.scale, g.rot, height=40, width=90, native_height=20, native_width=30)
+    torch.testing.assert_close(m2, m1 * torch.tensor([3.0, 2.0], dtype=m1.dtype))
+    a = torch.tensor([3.0, 2.0], dtype=m1.dtype)
+    # conic' = A^-1 conic A^-1 with A = diag(3, 2)
+    torch.testing.assert_close(c2, c1 / torch.stack([a[0] * a[0], a[0] * a[1], a[1] * a[1]]))
+    # covariance from conic, then check radius = 3 sqrt(lambda_max)
+    for c, r in ((c1, r1), (c2, r2)):
+        cov = torch.linalg.inv(torch.stack([torch.stack([c[:, 0], c[:, 1]], -1),
+                                            torch.stack([c[:, 1], c[:, 2]], -1)], -2))
+        torch.testing.assert_close(r, 3 * torch.linalg.eigvalsh(cov)[:, -1].sqrt())
+
+
+def test_empty_and_bad_input():
+    g = random_gaussians(0, 10, 10)
+    for backend in ("reference", "cpu"):
+        assert render(g, backend=backend).abs().max() == 0
+    g = random_gaussians(5, 10, 10)
+    with pytest.raises(ValueError, match="backend"):
+        render(g, backend="cuda-magic")
+    with pytest.raises(ValueError, match="output size"):
+        render(g, 0, 10)
+    with pytest.raises(ValueError, match="top_k"):
+        render(g, top_k=-1)
+    g.scale[0, 0] = -1.0
+    with pytest.raises(ValueError, match="positive"):
+        render(g)
+    g.scale[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        render(g)
