@@ -1,0 +1,250 @@
+"""Fitting Gaussians to an image: Image-GS's optimisation loop.
+
+Content-adaptive initialisation (half the budget), Adam with per-attribute learning rates,
+error-guided progressive addition of the rest (the optimiser state grows with the Gaussians),
+then a plateau schedule: evaluate every ``eval_every`` steps, divide the learning rates by
+``lr_decay`` after ``plateau_steps`` without improvement, stop at the next plateau.
+
+Scales are optimised as inverse scales (1 / pixels), as in the official code, so that the given
+learning rate is a relative step; the sign of an inverse scale is irrelevant (only its square
+enters the conic).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from . import metrics
+from .gaussians import Gaussians
+from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
+from .init import sample_without_replacement
+from .loss import ImageLoss
+from .render import BACKENDS, project, rasterize
+
+__all__ = ["FitConfig", "fit", "SCHEDULES"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Every setting of a fit. Defaults: the official Image-GS values except the schedule."""
+
+    num_gaussians: int = 10_000
+    top_k: int | None = 10
+    init_ratio: float = 0.5  # share of the budget placed at initialisation
+    init_scale: float = 5.0  # pixels
+    init_random_ratio: float = 0.3  # share of initial positions drawn uniformly
+    add_steps: tuple[int, ...] = (500, 1000, 1500, 2000)  # error-guided additions (rest split evenly)
+    add_color: str = "residual"  # colour of added Gaussians: "residual" (official) or "target"
+    lr_xy: float = 5e-4
+    lr_scale: float = 2e-3  # on inverse scales
+    lr_rot: float = 2e-3
+    lr_color: float = 5e-3
+    l1_weight: float = 1.0
+    ssim_weight: float = 0.1
+    max_steps: int = 10_000
+    min_steps_after_add: int = 3000  # max_steps is raised to last addition + this
+    eval_every: int = 100
+    plateau_steps: int = 1000
+    plateau_psnr: float = 0.1  # dB
+    plateau_ssim: float = 1e-3
+    lr_decay: float = 10.0
+    max_decays: int = 1
+    seed: int = 0
+    backend: str = "auto"
+
+    def validate(self, height: int, width: int) -> None:
+        """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+        need(isinstance(self.num_gaussians, int) and 1 <= self.num_gaussians, f"num_gaussians must be a positive integer, got {self.num_gaussians!r}")
+        need(self.num_gaussians <= height * width, f"num_gaussians ({self.num_gaussians}) exceeds the pixel count ({height * width})")
+        need(self.top_k is None or (isinstance(self.top_k, int) and 1 <= self.top_k <= 64), f"top_k must be 1..64 or None, got {self.top_k!r}")
+        need(0.0 < self.init_ratio <= 1.0, f"init_ratio must be in (0, 1], got {self.init_ratio}")
+        need(0.0 <= self.init_random_ratio <= 1.0, f"init_random_ratio must be in [0, 1], got {self.init_random_ratio}")
+        need(math.isfinite(self.init_scale) and self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
+        need(all(isinstance(s, int) and s > 0 for s in self.add_steps) and list(self.add_steps) == sorted(set(self.add_steps)), f"add_steps must be increasing positive integers, got {self.add_steps}")
+        need(self.add_color in ("residual", "target"), f"add_color must be 'residual' or 'target', got {self.add_color!r}")
+        for name in ("lr_xy", "lr_scale", "lr_rot", "lr_color", "l1_weight", "ssim_weight"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v >= 0, f"{name} must be a finite non-negative number, got {v}")
+        need(self.l1_weight + self.ssim_weight > 0, "at least one loss weight must be positive")
+        need(isinstance(self.max_steps, int) and self.max_steps >= 1, f"max_steps must be a positive integer, got {self.max_steps!r}")
+        need(self.eval_every >= 1 and self.plateau_steps >= 1, "eval_every and plateau_steps must be positive")
+        need(self.lr_decay > 1.0, f"lr_decay must be > 1, got {self.lr_decay}")
+        need(self.max_decays >= 0 and self.min_steps_after_add >= 0, "max_decays and min_steps_after_add must be >= 0")
+        need(self.backend in BACKENDS, f"backend must be one of {BACKENDS}, got {self.backend!r}")
+
+
+# Named schedules. "official" is the authors' long schedule; "fast" is tuned for time-to-quality
+# on a CPU (see README for the PSNR-vs-time curves that justify it).
+SCHEDULES: dict[str, dict] = {
+    "official": {},
+    "fast": dict(add_steps=(100, 200, 300, 400), max_steps=2000, min_steps_after_add=0,
+                 plateau_steps=300, eval_every=50),
+}
+
+
+class Adam:
+    """Adam over a list of tensors whose rows can grow (new rows start with zero moments)."""
+
+    def __init__(self, params: list[torch.Tensor], lrs: list[float], betas=(0.9, 0.999), eps=1e-15):
+        self.params, self.lrs = params, list(lrs)
+        self.b1, self.b2, self.eps = betas[0], betas[1], eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        for p, m, v, lr in zip(self.params, self.m, self.v, self.lrs):
+            g = p.grad
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            p.addcdiv_(m, v.sqrt().div_(math.sqrt(c2)).add_(self.eps), value=-lr / c1)
+            p.grad = None
+
+    def scale_lr(self, factor: float) -> None:
+        self.lrs = [lr * factor for lr in self.lrs]
+
+    def grow(self, new_rows: list[torch.Tensor]) -> None:
+        """Append rows to every parameter (same order as ``params``) and zero moments for them."""
+        for i, rows in enumerate(new_rows):
+            p = self.params[i]
+            self.params[i] = torch.cat([p.detach(), rows.to(p.dtype)]).requires_grad_()
+            self.m[i] = torch.cat([self.m[i], torch.zeros_like(rows)])
+            self.v[i] = torch.cat([self.v[i], torch.zeros_like(rows)])
+
+
+def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> FitConfig:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
+    names = {f.name for f in fields(FitConfig)}
+    bad = sorted(set(overrides) - names)
+    if bad:
+        raise TypeError(f"unknown fit option(s): {', '.join(bad)}")
+    base = config if config is not None else FitConfig(**SCHEDULES[schedule])
+    if "add_steps" in overrides:
+        overrides["add_steps"] = tuple(overrides["add_steps"])
+    return replace(base, **overrides)
+
+
+def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progress: bool = False,
+        history: list | None = None, weight_map: np.ndarray | None = None, **options) -> Gaussians:
+    """Fit Gaussians to an image.
+
+    Args:
+        image: (C, H, W) tensor or (H, W[, C]) array (uint8/uint16 or float in [0, 1]); any C.
+        schedule: "fast" (default, tuned for time-to-quality) or "official" (the authors' schedule).
+        config: a full FitConfig (``schedule`` is then ignored); ``**options`` override single
+            fields, e.g. ``num_gaussians=5000, top_k=10, max_steps=3000, seed=1``.
+        progress: show a progress bar (step, Gaussians, PSNR, it/s).
+        history: if a list, evaluation records {step, seconds, psnr, ssim, gaussians} are appended.
+        weight_map: optional (H, W) importance map used instead of the gradient for initialisation.
+    Returns:
+        The fitted Gaussians (float32, scales positive, in order of addition: earlier = coarser).
+    """
+    cfg = _make_config(config, schedule, dict(options))
+    target = as_image(image)
+    c, h, w = target.shape
+    cfg.validate(h, w)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t_start = time.perf_counter()
+
+    total = cfg.num_gaussians
+    adds = [s for s in cfg.add_steps if s < cfg.max_steps] if cfg.init_ratio < 1.0 else []
+    n0 = total if not adds else int(math.ceil(cfg.init_ratio * total))
+    per_add = [((total - n0) * (i + 1)) // len(adds) - ((total - n0) * i) // len(adds) for i in range(len(adds))]
+    max_steps = max(cfg.max_steps, (adds[-1] + cfg.min_steps_after_add) if adds else 0)
+
+    flat_target = target.permute(1, 2, 0).reshape(-1, c)
+    grid = pixel_centres(h, w)
+    xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=rng)
+    ij = _pixel_index(xy, h, w)
+    params = [xy, torch.full((n0, 2), 1.0 / cfg.init_scale), torch.zeros(n0), flat_target[ij].clone()]
+    opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
+    loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+    blur_k = error_blur_kernel(h, w)
+    blurred_target = gaussian_blur(target, blur_k) if blur_k else target
+
+    def draw(p, grad=True):
+        xy_, inv_s, rot, col = p
+        means, conics, radii = project(xy_, 1.0 / inv_s, rot, height=h, width=w, native_height=h, native_width=w)
+        return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
+
+    best_psnr = best_ssim = -math.inf
+    stale = decays = 0
+    bar = _progress(max_steps, progress)
+    step = 0
+    try:
+        for step in range(1, max_steps + 1):
+            img = draw(opt.params)
+            loss = loss_fn(img)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+            all_added = not adds or step >= adds[-1]
+            if step % cfg.eval_every == 0 or step == max_steps:
+                with torch.no_grad():
+                    cur = draw(opt.params).clamp_(0, 1)
+                    p_now = metrics.psnr(cur, target)
+                    s_now = float(metrics.ssim(cur, target))
+                n_now = opt.params[0].shape[0]
+                if history is not None:
+                    history.append(dict(step=step, seconds=time.perf_counter() - t_start, psnr=p_now,
+                                        ssim=s_now, gaussians=n_now, loss=float(loss.detach())))
+                bar.set_postfix(N=n_now, psnr=f"{p_now:.2f}", refresh=False)
+                if all_added:  # the official plateau rule
+                    if p_now <= best_psnr + cfg.plateau_psnr or s_now <= best_ssim + cfg.plateau_ssim:
+                        stale += cfg.eval_every
+                        if stale >= cfg.plateau_steps:
+                            stale = 0
+                            decays += 1
+                            if decays > cfg.max_decays:
+                                break
+                            opt.scale_lr(1.0 / cfg.lr_decay)
+                    else:
+                        best_psnr, best_ssim, stale = p_now, s_now, 0
+            if adds and step in adds:
+                k = per_add[adds.index(step)]
+                with torch.no_grad():
+                    cur = draw(opt.params)
+                    diff = blurred_target - cur  # (C, H, W)
+                    err = diff.abs().mean(0).reshape(-1).double() ** 2
+                    idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
+                    new_col = diff.permute(1, 2, 0).reshape(-1, c)[idx] if cfg.add_color == "residual" else flat_target[idx]
+                    opt.grow([grid[idx], torch.full((len(idx), 2), 1.0 / cfg.init_scale), torch.zeros(len(idx)), new_col])
+    finally:
+        bar.close()
+    xy_, inv_s, rot, col = (p.detach() for p in opt.params)
+    g = Gaussians(xy_.clone(), 1.0 / inv_s.abs(), rot.clone(), col.clone(), h, w)
+    g.fit_info = dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg))  # type: ignore[attr-defined]
+    return g
+
+
+def _pixel_index(xy: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    j = (xy[:, 0] * w).long().clamp_(0, w - 1)
+    i = (xy[:, 1] * h).long().clamp_(0, h - 1)
+    return i * w + j
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, *a, **k): pass
+    def close(self): pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", dynamic_ncols=True, desc="fit")

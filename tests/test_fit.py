@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from imagegs import render
+from imagegs.fit import Adam, FitConfig, fit
+from imagegs.init import init_positions, sample_without_replacement
+from imagegs.metrics import psnr
+
+
+def test_fit_improves_and_grows_to_budget(astronaut_small):
+    hist = []
+    g = fit(astronaut_small, num_gaussians=400, max_steps=240, add_steps=(40, 80, 120, 160),
+            eval_every=40, history=hist)
+    assert g.num == 400  # 200 at init + 4 additions of 50
+    assert [r["gaussians"] for r in hist][:4] == [200, 250, 300, 350]
+    assert (g.scale > 0).all() and g.xy.dtype == torch.float32
+    final = psnr(render(g).clamp(0, 1), astronaut_small)
+    assert final > hist[0]["psnr"] + 1.0
+    assert final > 20.0
+
+
+def test_fit_is_deterministic(astronaut_small):
+    a = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
+    b = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
+    torch.testing.assert_close(a.xy, b.xy, rtol=0, atol=0)
+    c = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,), seed=1)
+    assert not torch.equal(a.xy, c.xy)
+
+
+def test_fit_grey_and_many_channels():
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 20, 9)).astype(np.float32)
+    g = fit(img, num_gaussians=50, max_steps=20, add_steps=(5,))
+    assert g.channels == 9 and render(g).shape == (9, 24, 20)
+    g = fit(img[..., 0], num_gaussians=50, max_steps=20, add_steps=(5,))
+    assert g.channels == 1
+
+
+def test_plateau_stops_early():
+    img = np.full((32, 32, 3), 0.5, np.float32)  # nothing to learn: plateaus at once
+    hist = []
+    fit(img, num_gaussians=20, max_steps=5000, add_steps=(10,), eval_every=10, plateau_steps=30,
+        min_steps_after_add=0, history=hist)
+    assert hist[-1]["step"] < 200
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(num_gaussians=0), "num_gaussians"), (dict(num_gaussians=10**6), "exceeds"),
+    (dict(top_k=0), "top_k"), (dict(lr_xy=-1.0), "lr_xy"), (dict(backend="gpu"), "backend"),
+    (dict(add_steps=(5, 3)), "add_steps"), (dict(init_scale=0.0), "init_scale"),
+])
+def test_bad_options(bad, match):
+    with pytest.raises(ValueError, match=match):
+        fit(np.zeros((16, 16)), **{"num_gaussians": 10, **bad})
+    with pytest.raises(TypeError, match="unknown fit option"):
+        fit(np.zeros((16, 16)), bogus=1)
+    with pytest.raises(ValueError, match="schedule"):
+        fit(np.zeros((16, 16)), schedule="warp")
+
+
+def test_adam_grow_keeps_state_and_matches_torch():
+    p = torch.randn(5, 2, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    ours, ref = Adam([p], [0.1], eps=1e-8), torch.optim.Adam([q], lr=0.1, eps=1e-8)
+    for _ in range(3):
+        g = torch.randn(5, 2)
+        ours.params[0].grad = g.clone()
+        q.grad = g.clone()
+        ours.step()
+        ref.step()
+    torch.testing.assert_close(ours.params[0].detach(), q.detach())
+    m_before = ours.m[0].clone()
+    ours.grow([torch.ones(3, 2)])
+    assert ours.params[0].shape == (8, 2) and ours.params[0].requires_grad
+    torch.testing.assert_close(ours.m[0][:5], m_before)
+    assert ours.m[0][5:].abs().sum() == 0 and ours.v[0][5:].abs().sum() == 0
+
+
+def test_sampling_without_replacement():
+    rng = np.random.default_rng(0)
+    p = np.zeros(1000)
+    p[:10] = 1.0
+    idx = sample_without_replacement(p, 10, rng)
+    assert sorted(idx.tolist()) == list(range(10))
+    idx = sample_without_replacement(p, 50, rng)  # more than the support: unique, all support
+    assert len(set(idx.tolist())) == 50 and set(range(10)) <= set(idx.tolist())
+    img = torch.zeros(1, 40, 40)
+    img[:, :, 20:] = 1.0  # one vertical edge
+    xy = init_positions(img, 60, random_ratio=0.0, rng=rng)  # edge support: 80 pixels
+    assert ((xy[:, 0] * 40 - 20).abs() < 2).all()  # all on the edge
