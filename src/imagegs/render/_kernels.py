@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 TILE = 16
+BLOCK = 4  # pixel block edge for top-K pruning (divides TILE)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
@@ -67,15 +68,44 @@ def bin_tiles(means, radii, height, width):
     return counts, ids
 
 
+@njit(inline="always")
+def _insert(bq, bj, n, k, q, j):
+    """Insert (q, j) into the ascending top-k arrays holding n entries; returns the new n."""
+    if n < k:
+        pos = n
+        n += 1
+    elif q < bq[k - 1]:
+        pos = k - 1
+    else:
+        return n
+    while pos > 0 and bq[pos - 1] > q:
+        bq[pos] = bq[pos - 1]
+        bj[pos] = bj[pos - 1]
+        pos -= 1
+    bq[pos] = q
+    bj[pos] = j
+    return n
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def forward(means, conics, colors, offsets, ids, height, width, top_k, eps,
             out, sel_pos, sel_w, wsum):
     """Render into ``out`` (C, H, W). With top_k > 0 also fill ``sel_pos``/``sel_w`` (H*W, K):
-    tile-local positions (-1 = none) and weights of the kept Gaussians, and ``wsum`` (H*W) = sum w + eps."""
+    tile-local positions (-1 = none) and weights of the kept Gaussians, and ``wsum`` (H*W) = sum w + eps.
+
+    Each tile is processed in BLOCK x BLOCK pixel blocks:
+    1. Exact pruning: q is convex, so its maximum over the block is at a corner; the K-th smallest
+       of those maxima, T, bounds every pixel's K-th best q. A Gaussian whose minimum over the
+       block (>= lambda_min(conic) * dist^2) exceeds T enters no pixel's top K and is skipped.
+    2. Each pixel evaluates q for the survivors in one contiguous (vectorised) loop, then inserts
+       them, sorted by q at the block centre, into its top-K list: most inserts append, and
+       later candidates fail a single compare.
+    """
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
     ncol = colors.shape[1]
     kk = max(top_k, 1)
+    nb = TILE // BLOCK
     for t in prange(nty * ntx):
         ty = t // ntx
         tx = t - ty * ntx
@@ -86,75 +116,131 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps,
         ga = np.empty(length, means.dtype)
         gb = np.empty(length, means.dtype)
         gc = np.empty(length, means.dtype)
+        glam = np.empty(length, means.dtype)
         gcol = np.empty((length, ncol), colors.dtype)
         for j in range(length):
             g = ids[start + j]
             gx[j] = means[g, 0]
             gy[j] = means[g, 1]
-            ga[j] = conics[g, 0]
-            gb[j] = 2.0 * conics[g, 1]
-            gc[j] = conics[g, 2]
+            a = conics[g, 0]
+            b = conics[g, 1]
+            c = conics[g, 2]
+            ga[j] = a
+            gb[j] = 2.0 * b
+            gc[j] = c
+            half = 0.5 * (a - c)
+            glam[j] = max(0.5 * (a + c) - math.sqrt(half * half + b * b), 0.0) * 0.999
             for ch in range(ncol):
                 gcol[j, ch] = colors[g, ch]
-        qb = np.empty(length, means.dtype)
+        qhi = np.empty(length, means.dtype)
+        cand = np.empty(length, np.int32)
+        ckey = np.empty(length, means.dtype)
+        cx = np.empty(length, means.dtype)
+        cy = np.empty(length, means.dtype)
+        ca = np.empty(length, means.dtype)
+        cb = np.empty(length, means.dtype)
+        cc = np.empty(length, means.dtype)
+        qrow = np.empty(length, means.dtype)
         bq = np.empty(kk, means.dtype)
         bj = np.empty(kk, np.int32)
         acc = np.empty(ncol, colors.dtype)
-        for ly in range(TILE):
-            py = ty * TILE + ly
-            if py >= height:
-                break
-            yc = py + 0.5
-            for lx in range(TILE):
-                px = tx * TILE + lx
-                if px >= width:
-                    break
-                xc = px + 0.5
+        for blk in range(nb * nb):
+            by0 = ty * TILE + (blk // nb) * BLOCK
+            bx0 = tx * TILE + (blk % nb) * BLOCK
+            if by0 >= height or bx0 >= width:
+                continue
+            by1 = min(by0 + BLOCK, height)
+            bx1 = min(bx0 + BLOCK, width)
+            if top_k > 0 and length > top_k:
+                xlo = np.float32(bx0 + 0.5)  # the block's pixel-centre rectangle
+                xhi = np.float32(bx1 - 0.5)
+                ylo = np.float32(by0 + 0.5)
+                yhi = np.float32(by1 - 0.5)
                 for j in range(length):
-                    dx = xc - gx[j]
-                    dy = yc - gy[j]
-                    qb[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy
-                acc[:] = 0.0
-                ssum = 0.0
-                pix = py * width + px
-                if top_k > 0:
-                    n = 0
-                    for j in range(length):
-                        q = qb[j]
-                        if n < top_k:
-                            pos = n
-                            n += 1
-                        elif q < bq[top_k - 1]:
-                            pos = top_k - 1
-                        else:
-                            continue
-                        while pos > 0 and bq[pos - 1] > q:
-                            bq[pos] = bq[pos - 1]
-                            bj[pos] = bj[pos - 1]
+                    dx0 = xlo - gx[j]
+                    dx1 = xhi - gx[j]
+                    dy0 = ylo - gy[j]
+                    dy1 = yhi - gy[j]
+                    ax0 = ga[j] * dx0 * dx0
+                    ax1 = ga[j] * dx1 * dx1
+                    cy0 = gc[j] * dy0 * dy0
+                    cy1 = gc[j] * dy1 * dy1
+                    q00 = ax0 + gb[j] * dx0 * dy0 + cy0
+                    q01 = ax1 + gb[j] * dx1 * dy0 + cy0
+                    q10 = ax0 + gb[j] * dx0 * dy1 + cy1
+                    q11 = ax1 + gb[j] * dx1 * dy1 + cy1
+                    qhi[j] = max(max(q00, q01), max(q10, q11))
+                n = 0
+                for j in range(length):
+                    n = _insert(bq, bj, n, top_k, qhi[j], j)
+                thresh = bq[top_k - 1] * 1.0001 + 1e-6
+                xm = np.float32(0.5) * (xlo + xhi)
+                ym = np.float32(0.5) * (ylo + yhi)
+                ncand = 0
+                for j in range(length):
+                    ddx = max(max(xlo - gx[j], gx[j] - xhi), 0.0)
+                    ddy = max(max(ylo - gy[j], gy[j] - yhi), 0.0)
+                    if glam[j] * (ddx * ddx + ddy * ddy) <= thresh:
+                        # insertion-sort survivors by q at the block centre, so that each
+                        # pixel's inserts mostly append and later candidates fail one compare
+                        dx = xm - gx[j]
+                        dy = ym - gy[j]
+                        key = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy
+                        pos = ncand
+                        while pos > 0 and ckey[pos - 1] > key:
+                            ckey[pos] = ckey[pos - 1]
+                            cand[pos] = cand[pos - 1]
                             pos -= 1
-                        bq[pos] = q
-                        bj[pos] = j
-                    for k in range(n):
-                        w = math.exp(-0.5 * bq[k])
-                        j = bj[k]
-                        ssum += w
-                        for ch in range(ncol):
-                            acc[ch] += w * gcol[j, ch]
-                        sel_pos[pix, k] = j
-                        sel_w[pix, k] = w
-                    for k in range(n, top_k):
-                        sel_pos[pix, k] = -1
-                        sel_w[pix, k] = 0.0
-                else:
-                    for j in range(length):
-                        w = math.exp(-0.5 * qb[j])
-                        ssum += w
-                        for ch in range(ncol):
-                            acc[ch] += w * gcol[j, ch]
-                denom = ssum + eps
-                wsum[pix] = denom
-                for ch in range(ncol):
-                    out[ch, py, px] = acc[ch] / denom
+                        ckey[pos] = key
+                        cand[pos] = j
+                        ncand += 1
+            else:
+                for j in range(length):
+                    cand[j] = j
+                ncand = length
+            for ci in range(ncand):  # contiguous copies of the candidates, in order
+                j = cand[ci]
+                cx[ci] = gx[j]
+                cy[ci] = gy[j]
+                ca[ci] = ga[j]
+                cb[ci] = gb[j]
+                cc[ci] = gc[j]
+            for py in range(by0, by1):
+                yc = np.float32(py + 0.5)
+                for px in range(bx0, bx1):
+                    xc = np.float32(px + 0.5)
+                    for ci in range(ncand):
+                        dx = xc - cx[ci]
+                        dy = yc - cy[ci]
+                        qrow[ci] = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
+                    acc[:] = 0.0
+                    ssum = 0.0
+                    pix = py * width + px
+                    if top_k > 0:
+                        n = 0
+                        for ci in range(ncand):
+                            n = _insert(bq, bj, n, top_k, qrow[ci], ci)
+                        for k in range(n):
+                            w = math.exp(-0.5 * bq[k])
+                            j = cand[bj[k]]
+                            ssum += w
+                            for ch in range(ncol):
+                                acc[ch] += w * gcol[j, ch]
+                            sel_pos[pix, k] = j
+                            sel_w[pix, k] = w
+                        for k in range(n, top_k):
+                            sel_pos[pix, k] = -1
+                            sel_w[pix, k] = 0.0
+                    else:
+                        for ci in range(ncand):
+                            w = math.exp(-0.5 * qrow[ci])
+                            ssum += w
+                            for ch in range(ncol):
+                                acc[ch] += w * gcol[cand[ci], ch]
+                    denom = ssum + eps
+                    wsum[pix] = denom
+                    for ch in range(ncol):
+                        out[ch, py, px] = acc[ch] / denom
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
