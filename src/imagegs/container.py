@@ -42,11 +42,11 @@ actual file length before anything is allocated, and every failure raises :class
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NoReturn
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from .gaussians import Gaussians
+from .io import atomic_write
 
 __all__ = ["ModelFileError", "save", "load", "MAGIC", "FORMAT_VERSION"]
 
@@ -155,38 +156,31 @@ def _encode(gaussians: Gaussians, metadata: dict | None) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``.
+def _write_synced(data: bytes, path: Path, tmp: Path) -> None:
+    """``atomic_write`` callback: write ``data`` to ``tmp``, fsync it, give it ``path``'s mode.
 
-    Readers see either the old file or the complete new one, never a partial write; on any failure
-    the temp file is removed and an existing ``path`` is left untouched.
-    TODO: replace with ``imagegs.io.atomic_write`` once that lands.
+    An existing ``path`` keeps its permissions; a new one gets the usual 0644.
     """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
     try:
-        try:
-            f = os.fdopen(fd, "wb")
-        except BaseException:
-            os.close(fd)
-            raise
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:  # mkstemp creates 0600; keep an existing file's mode, else the usual 0644
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        f = os.fdopen(fd, "wb")
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.close(fd)
         raise
-    try:  # make the rename itself durable (best effort; not possible on every platform)
+    with f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    os.chmod(tmp, mode)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort; not possible on every platform)."""
+    try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
@@ -205,10 +199,13 @@ def save(gaussians: Gaussians, path: str | os.PathLike, *, metadata: dict | None
     :func:`load` as plain JSON types (tuples become lists); its dict keys must be strings and its
     floats finite. Raises ``ValueError``/``TypeError`` for a model :func:`load` would reject
     (non-finite values, non-positive scales, sizes beyond the format limits); nothing is written then.
-    Returns the path written.
+    Missing parent folders are created. Returns the path written.
     """
     path = Path(path)
-    _atomic_write_bytes(path, _encode(gaussians, metadata))
+    # io.atomic_write: temp file in the same folder, os.replace; readers see the old file or the
+    # complete new one, and on any failure (Ctrl-C included) the temp file is removed.
+    atomic_write(path, functools.partial(_write_synced, _encode(gaussians, metadata), path))
+    _fsync_dir(path.parent)
     return path
 
 

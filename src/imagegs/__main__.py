@@ -1,0 +1,8 @@
+"""``python -m imagegs``: the ``imagegs`` command line (see :mod:`imagegs.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Speed of one fitting step and of one forward render, on a fit-like state.
+
+    python -m imagegs.bench.speed --height 512 --width 512 --gaussians 10000 --backend cpu \\
+        --steps 50 --json speed.json
+
+The state is the fit's own initialisation (``imagegs.fit``'s pieces, with the default FitConfig):
+all N Gaussians at ``init_positions`` (30 % uniform, the rest by squared image gradient), scale
+5 px, rotation 0, colour of the pixel underneath, inverse scales as optimised parameters. The
+target is scikit-image's astronaut resized to H x W (channels repeated to C) or uniform noise.
+
+Timed, after warm-up (the first call of each, which includes Numba compilation or loading its
+cache, is timed and reported separately):
+- step: render forward + loss (``ImageLoss``, L1 + 0.1 SSIM) + backward + the fit's Adam update;
+- forward: the render alone, without autograd (what ``imagegs render`` does).
+Each of ``--repeats`` rounds times ``--steps`` calls of each; medians / p10 / p90 are over all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cli import set_threads
+from ..fit import Adam, FitConfig, _pixel_index
+from ..init import init_positions
+from ..io import atomic_write
+from ..loss import ImageLoss
+from ..render import project, rasterize
+
+__all__ = ["main", "fit_state", "run"]
+
+IMAGES = ("astronaut", "random")
+
+
+def target_image(height: int, width: int, channels: int, image: str = "astronaut",
+                 seed: int = 0) -> torch.Tensor:
+    """(C, H, W) float32 target: the astronaut resized (channels cycled to C), or uniform noise."""
+    if image == "random":
+        return torch.rand(channels, height, width, generator=torch.Generator().manual_seed(seed))
+    from skimage import data, transform
+
+    rgb = transform.resize(data.astronaut(), (height, width), anti_aliasing=True)  # float64 in [0, 1]
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1)[np.arange(channels) % 3], dtype=np.float32)
+    return torch.from_numpy(chw)
+
+
+def fit_state(target: torch.Tensor, num: int, *, top_k: int | None, backend: str,
+              seed: int = 0) -> tuple[Callable[[], None], Callable[[], torch.Tensor]]:
+    """The fit's initial state for ``num`` Gaussians; returns (step, forward) closures.
+
+    ``step()`` does one optimisation step exactly as ``imagegs.fit.fit``'s loop (render, loss,
+    backward, Adam); ``forward()`` renders the current state without autograd.
+    """
+    cfg = FitConfig()
+    c, h, w = target.shape
+    rng = np.random.default_rng(seed)
+    xy = init_positions(target, num, random_ratio=cfg.init_random_ratio, rng=rng)
+    colour = target.permute(1, 2, 0).reshape(-1, c)[_pixel_index(xy, h, w)].clone()
+    params = [xy, torch.full((num, 2), 1.0 / cfg.init_scale), torch.zeros(num), colour]
+    opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
+    loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+
+    def draw() -> torch.Tensor:  # as fit's draw: scales are optimised as inverse scales
+        xy_, inv_s, rot, col = opt.params
+        means, conics, radii = project(xy_, 1.0 / inv_s, rot, height=h, width=w, native_height=h,
+                                       native_width=w)
+        return rasterize(means, conics, col, radii, h, w, top_k=top_k, backend=backend)
+
+    def step() -> None:
+        loss_fn(draw()).backward()
+        opt.step()
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return draw()
+
+    return step, forward
+
+
+def _time_ms(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    p10, p50, p90 = np.percentile(samples, [10, 50, 90])
+    return {"median": float(p50), "p10": float(p10), "p90": float(p90)}
+
+
+def machine() -> dict:
+    """CPU model, core and thread counts, library versions."""
+    import numba
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": model, "cores": os.cpu_count(), "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "torch": torch.__version__, "numba": numba.__version__, "numpy": np.__version__,
+    }
+
+
+def run(*, height: int, width: int, gaussians: int, backend: str = "cpu", steps: int = 20,
+        top_k: int | None = 10, channels: int = 3, repeats: int = 1, image: str = "astronaut",
+        seed: int = 0, warmup: int = 2) -> dict:
+    """Time ``steps`` x ``repeats`` fit steps and forward renders; returns the result record."""
+    target = target_image(height, width, channels, image, seed)
+    step, forward = fit_state(target, gaussians, top_k=top_k, backend=backend, seed=seed)
+    # First calls: JIT compilation or cache load (forward first, so each pays for its own kernels).
+    first_forward = _time_ms(forward)
+    first_step = _time_ms(step)
+    for _ in range(warmup):
+        step(), forward()
+    step_ms: list[float] = []
+    forward_ms: list[float] = []
+    for _ in range(repeats):
+        step_ms += [_time_ms(step) for _ in range(steps)]
+        forward_ms += [_time_ms(forward) for _ in range(steps)]
+    s, f = _stats(step_ms), _stats(forward_ms)
+    return {
+        "machine": machine(),
+        "settings": dict(height=height, width=width, gaussians=gaussians, backend=backend,
+                         steps=steps, top_k=top_k, channels=channels, repeats=repeats, image=image,
+                         seed=seed, warmup=warmup, dtype="float32"),
+        "median_ms_step": s["median"], "p10_ms_step": s["p10"], "p90_ms_step": s["p90"],
+        "median_ms_forward": f["median"], "p10_ms_forward": f["p10"], "p90_ms_forward": f["p90"],
+        # first calls include Numba compilation (or loading its on-disk cache); excluded above
+        "first_call_ms_step": first_step, "first_call_ms_forward": first_forward,
+        "compile_ms_estimate": max(0.0, first_step - s["median"]) + max(0.0, first_forward - f["median"]),
+        "samples_ms_step": step_ms, "samples_ms_forward": forward_ms,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def format_table(result: dict) -> str:
+    """A short human-readable summary of a :func:`run` record."""
+    st, m = result["settings"], result["machine"]
+    k = st["top_k"] if st["top_k"] is not None else "all"
+    lines = [
+        f"{st['width']}x{st['height']}, {st['channels']} ch, {st['gaussians']} Gaussians, top-k {k}, "
+        f"backend {st['backend']}; {m['cpu']}, {m['torch_threads']} torch / {m['numba_threads']} numba threads",
+        f"{'ms':<10}{'median':>10}{'p10':>10}{'p90':>10}   ({len(result['samples_ms_step'])} samples)",
+    ]
+    for name in ("step", "forward"):
+        lines.append(f"{name:<10}" + "".join(f"{result[f'{q}_ms_{name}']:>10.2f}" for q in ("median", "p10", "p90")))
+    lines.append(f"first calls (compile / cache load): step {result['first_call_ms_step']:.0f} ms, "
+                 f"forward {result['first_call_ms_forward']:.0f} ms")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``python -m imagegs.bench.speed``."""
+    ap = argparse.ArgumentParser(prog="python -m imagegs.bench.speed", description=__doc__.split("\n")[0])
+    ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--gaussians", type=int, default=5000)
+    ap.add_argument("--backend", choices=("cpu", "reference"), default="cpu")
+    ap.add_argument("--steps", type=int, default=20, help="timed calls per round (default 20)")
+    ap.add_argument("--top-k", type=int, default=10, help="0 = every Gaussian of the tile")
+    ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1, help="timing rounds (default 1)")
+    ap.add_argument("--image", choices=IMAGES, default="astronaut")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, help="torch and numba thread count")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the full record here")
+    args = ap.parse_args(argv)
+    for name in ("height", "width", "gaussians", "steps", "channels", "repeats"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be a positive integer")
+    if not 0 <= args.top_k <= 64:
+        ap.error("--top-k must be between 0 and 64")
+    if args.gaussians > args.height * args.width:
+        ap.error("--gaussians must not exceed the pixel count")
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        ap.error(str(e))
+    result = run(height=args.height, width=args.width, gaussians=args.gaussians, backend=args.backend,
+                 steps=args.steps, top_k=args.top_k or None, channels=args.channels,
+                 repeats=args.repeats, image=args.image, seed=args.seed)
+    print(format_table(result))
+    if args.json:
+        text = json.dumps(result, indent=1)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
