@@ -196,7 +196,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                 with torch.no_grad():
                     cur = draw(opt.params).clamp_(0, 1)
                     p_now = metrics.psnr(cur, target)
-                    s_now = float(metrics.ssim(cur, target))
+                    s_now = float(loss_fn.ssim(cur))
                 n_now = opt.params[0].shape[0]
                 if history is not None:
                     history.append(dict(step=step, seconds=time.perf_counter() - t_start, psnr=p_now,
