@@ -26,7 +26,8 @@ class RasterizeCPU(torch.autograd.Function):
         sel_pos = np.empty((npix if top_k > 0 else 1, kk), np.int32)
         sel_w = np.empty((npix if top_k > 0 else 1, kk), col.dtype)
         wsum = np.empty(npix, col.dtype)
-        _kernels.forward(m, con, col, offsets, ids, height, width, top_k, eps, out, sel_pos, sel_w, wsum)
+        _kernels.forward(m, con, col, offsets, ids, height, width, top_k, eps, _kernels.BLOCK, out,
+                         sel_pos, sel_w, wsum)
         out_t = torch.from_numpy(out)
         ctx.state = (m, con, col, offsets, ids, height, width, top_k, out, sel_pos, sel_w, wsum)
         ctx.colors_dtype = colors.dtype

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 TILE = 16
-BLOCK = 4  # pixel block edge for top-K pruning (divides TILE)
+BLOCK = 8  # pixel block edge (divides TILE); 8x8 = 64 SIMD lanes fill LLVM's vector loops
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
@@ -68,94 +68,91 @@ def bin_tiles(means, radii, height, width):
     return counts, ids
 
 
-@njit(inline="always")
-def _insert(bq, bj, n, k, q, j):
-    """Insert (q, j) into the ascending top-k arrays holding n entries; returns the new n."""
-    if n < k:
-        pos = n
-        n += 1
-    elif q < bq[k - 1]:
-        pos = k - 1
-    else:
-        return n
-    while pos > 0 and bq[pos - 1] > q:
-        bq[pos] = bq[pos - 1]
-        bj[pos] = bj[pos - 1]
-        pos -= 1
-    bq[pos] = q
-    bj[pos] = j
-    return n
+_EMPTY = np.iinfo(np.int64).max  # an empty top-K slot (larger than every packed key)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def forward(means, conics, colors, offsets, ids, height, width, top_k, eps,
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, block,
             out, sel_pos, sel_w, wsum):
     """Render into ``out`` (C, H, W). With top_k > 0 also fill ``sel_pos``/``sel_w`` (H*W, K):
     tile-local positions (-1 = none) and weights of the kept Gaussians, and ``wsum`` (H*W) = sum w + eps.
 
-    Each tile is processed in BLOCK x BLOCK pixel blocks:
-    1. Exact pruning: q is convex, so its maximum over the block is at a corner; the K-th smallest
-       of those maxima, T, bounds every pixel's K-th best q. A Gaussian whose minimum over the
-       block (>= lambda_min(conic) * dist^2) exceeds T enters no pixel's top K and is skipped.
-    2. Each pixel evaluates q for the survivors in one contiguous (vectorised) loop, then inserts
-       them, sorted by q at the block centre, into its top-K list: most inserts append, and
-       later candidates fail a single compare.
+    Each tile is processed in ``block`` x ``block`` pixel blocks whose pixels are SIMD lanes
+    (``block`` is a run-time argument so that LLVM vectorises the lane loops instead of unrolling):
+    1. Exact pruning. q is convex, so its maximum over the block is at a corner. Any G such that at
+       least K Gaussians have corner maximum <= G bounds every pixel's K-th best q; G is found by a
+       vectorised count-bisection. A Gaussian whose minimum over the block
+       (>= lambda_min(conic) * dist^2) exceeds G enters no pixel's top K and is skipped.
+    2. Selection. q (float64, >= 0, so its bit pattern orders like its value) has its lowest bits
+       replaced by the candidate's index: one int64 key per (pixel, candidate). Each lane keeps its
+       K smallest keys sorted, updated by a branch-free min/max network; a candidate that improves
+       no lane costs one vector compare, so candidates likely to win go first. The ordering error
+       is below 2^-40 relative; weights are recomputed exactly from the winners' q.
     """
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
     ncol = colors.shape[1]
     kk = max(top_k, 1)
-    nb = TILE // BLOCK
+    nb = TILE // block
+    lanes = block * block
     for t in prange(nty * ntx):
         ty = t // ntx
         tx = t - ty * ntx
         start = offsets[t]
         length = offsets[t + 1] - start
-        gx = np.empty(length, means.dtype)
-        gy = np.empty(length, means.dtype)
-        ga = np.empty(length, means.dtype)
-        gb = np.empty(length, means.dtype)
-        gc = np.empty(length, means.dtype)
-        glam = np.empty(length, means.dtype)
-        gcol = np.empty((length, ncol), colors.dtype)
+        gx = np.empty(length, np.float64)
+        gy = np.empty(length, np.float64)
+        ga = np.empty(length, np.float64)
+        gb = np.empty(length, np.float64)
+        gc = np.empty(length, np.float64)
+        glam = np.empty(length, np.float64)
         for j in range(length):
             g = ids[start + j]
             gx[j] = means[g, 0]
             gy[j] = means[g, 1]
-            a = conics[g, 0]
-            b = conics[g, 1]
-            c = conics[g, 2]
-            ga[j] = a
-            gb[j] = 2.0 * b
-            gc[j] = c
-            half = 0.5 * (a - c)
-            glam[j] = max(0.5 * (a + c) - math.sqrt(half * half + b * b), 0.0) * 0.999
-            for ch in range(ncol):
-                gcol[j, ch] = colors[g, ch]
-        qhi = np.empty(length, means.dtype)
+            ga[j] = conics[g, 0]
+            gb[j] = 2.0 * conics[g, 1]
+            gc[j] = conics[g, 2]
+        for j in range(length):
+            half = 0.5 * (ga[j] - gc[j])
+            hb = 0.5 * gb[j]
+            glam[j] = max(0.5 * (ga[j] + gc[j]) - math.sqrt(half * half + hb * hb), 0.0) * 0.999
+        qhi = np.empty(length, np.float64)
+        qlo = np.empty(length, np.float64)
+        qmid = np.empty(length, np.float64)
         cand = np.empty(length, np.int32)
-        ckey = np.empty(length, means.dtype)
-        cx = np.empty(length, means.dtype)
-        cy = np.empty(length, means.dtype)
-        ca = np.empty(length, means.dtype)
-        cb = np.empty(length, means.dtype)
-        cc = np.empty(length, means.dtype)
-        qrow = np.empty(length, means.dtype)
-        bq = np.empty(kk, means.dtype)
-        bj = np.empty(kk, np.int32)
-        acc = np.empty(ncol, colors.dtype)
+        cx = np.empty(length, np.float64)
+        cy = np.empty(length, np.float64)
+        ca = np.empty(length, np.float64)
+        cb = np.empty(length, np.float64)
+        cc = np.empty(length, np.float64)
+        lox = np.empty(lanes, np.float64)
+        loy = np.empty(lanes, np.float64)
+        for l in range(lanes):
+            lox[l] = l % block + 0.5
+        for l in range(lanes):
+            loy[l] = l // block + 0.5
+        best = np.empty((kk, lanes), np.int64)
+        kq = np.empty(lanes, np.float64)
+        ki = kq.view(np.int64)
+        key = np.empty(lanes, np.int64)
+        sv = np.empty(lanes, np.float64)
+        acc = np.empty((ncol, lanes), np.float64)
         for blk in range(nb * nb):
-            by0 = ty * TILE + (blk // nb) * BLOCK
-            bx0 = tx * TILE + (blk % nb) * BLOCK
+            by0 = ty * TILE + (blk // nb) * block
+            bx0 = tx * TILE + (blk % nb) * block
             if by0 >= height or bx0 >= width:
                 continue
-            by1 = min(by0 + BLOCK, height)
-            bx1 = min(bx0 + BLOCK, width)
+            by1 = min(by0 + block, height)
+            bx1 = min(bx0 + block, width)
+            ncand = 0
             if top_k > 0 and length > top_k:
-                xlo = np.float32(bx0 + 0.5)  # the block's pixel-centre rectangle
-                xhi = np.float32(bx1 - 0.5)
-                ylo = np.float32(by0 + 0.5)
-                yhi = np.float32(by1 - 0.5)
+                xlo = bx0 + 0.5  # the block's pixel-centre rectangle
+                xhi = bx1 - 0.5
+                ylo = by0 + 0.5
+                yhi = by1 - 0.5
+                xm = 0.5 * (xlo + xhi)
+                ym = 0.5 * (ylo + yhi)
                 for j in range(length):
                     dx0 = xlo - gx[j]
                     dx1 = xhi - gx[j]
@@ -170,77 +167,142 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps,
                     q10 = ax0 + gb[j] * dx0 * dy1 + cy1
                     q11 = ax1 + gb[j] * dx1 * dy1 + cy1
                     qhi[j] = max(max(q00, q01), max(q10, q11))
-                n = 0
-                for j in range(length):
-                    n = _insert(bq, bj, n, top_k, qhi[j], j)
-                thresh = bq[top_k - 1] * 1.0001 + 1e-6
-                xm = np.float32(0.5) * (xlo + xhi)
-                ym = np.float32(0.5) * (ylo + yhi)
-                ncand = 0
                 for j in range(length):
                     ddx = max(max(xlo - gx[j], gx[j] - xhi), 0.0)
                     ddy = max(max(ylo - gy[j], gy[j] - yhi), 0.0)
-                    if glam[j] * (ddx * ddx + ddy * ddy) <= thresh:
-                        # insertion-sort survivors by q at the block centre, so that each
-                        # pixel's inserts mostly append and later candidates fail one compare
-                        dx = xm - gx[j]
-                        dy = ym - gy[j]
-                        key = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy
-                        pos = ncand
-                        while pos > 0 and ckey[pos - 1] > key:
-                            ckey[pos] = ckey[pos - 1]
-                            cand[pos] = cand[pos - 1]
-                            pos -= 1
-                        ckey[pos] = key
-                        cand[pos] = j
+                    qlo[j] = glam[j] * (ddx * ddx + ddy * ddy)
+                for j in range(length):
+                    dx = xm - gx[j]
+                    dy = ym - gy[j]
+                    qmid[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy
+                # bisection for G: keep hi valid (>= K maxima <= hi), lo invalid
+                lo = 0.0
+                hi = 0.0
+                for j in range(length):
+                    hi = max(hi, qhi[j])
+                for it in range(12):
+                    mid = 0.5 * (lo + hi) if it < 4 else math.sqrt(max(lo, 1e-12) * hi)
+                    cnt = 0
+                    for j in range(length):
+                        cnt += qhi[j] <= mid
+                    if cnt >= top_k:
+                        hi = mid
+                    else:
+                        lo = mid
+                thresh = hi * 1.0001 + 1e-9
+                for j in range(length):  # likely winners first (q at the centre within G) ...
+                    if qlo[j] <= thresh and qmid[j] <= thresh:
+                        cand[ncand] = j
+                        ncand += 1
+                for j in range(length):  # ... then the other survivors
+                    if qlo[j] <= thresh and qmid[j] > thresh:
+                        cand[ncand] = j
                         ncand += 1
             else:
                 for j in range(length):
                     cand[j] = j
                 ncand = length
-            for ci in range(ncand):  # contiguous copies of the candidates, in order
+            for ci in range(ncand):  # contiguous, block-relative copies of the candidates
                 j = cand[ci]
-                cx[ci] = gx[j]
-                cy[ci] = gy[j]
+                cx[ci] = gx[j] - bx0
+                cy[ci] = gy[j] - by0
                 ca[ci] = ga[j]
                 cb[ci] = gb[j]
                 cc[ci] = gc[j]
-            for py in range(by0, by1):
-                yc = np.float32(py + 0.5)
-                for px in range(bx0, bx1):
-                    xc = np.float32(px + 0.5)
-                    for ci in range(ncand):
-                        dx = xc - cx[ci]
-                        dy = yc - cy[ci]
-                        qrow[ci] = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
-                    acc[:] = 0.0
-                    ssum = 0.0
+            for ch in range(ncol):
+                row = acc[ch]
+                for l in range(lanes):
+                    row[l] = 0.0
+            for l in range(lanes):
+                sv[l] = 0.0
+            if top_k > 0:
+                nbits = 1
+                while (1 << nbits) < ncand:
+                    nbits += 1
+                lowmask = np.int64((1 << nbits) - 1)
+                himask = ~lowmask
+                for k in range(top_k):
+                    row_b = best[k]
+                    for l in range(lanes):
+                        row_b[l] = _EMPTY
+                worst = best[top_k - 1]
+                for ci in range(ncand):
+                    xa = cx[ci]
+                    ya = cy[ci]
+                    a = ca[ci]
+                    b = cb[ci]
+                    c = cc[ci]
+                    for l in range(lanes):
+                        dx = lox[l] - xa
+                        dy = loy[l] - ya
+                        q = a * dx * dx + b * dx * dy + c * dy * dy
+                        kq[l] = q if q > 0.0 else 0.0
+                    better = 0
+                    for l in range(lanes):
+                        kv = (ki[l] & himask) | ci
+                        key[l] = kv
+                        better += kv < worst[l]
+                    if better == 0:
+                        continue
+                    for k in range(top_k):  # sorted insertion as a min/max network
+                        row_b = best[k]
+                        for l in range(lanes):
+                            bv = row_b[l]
+                            kv = key[l]
+                            row_b[l] = min(bv, kv)
+                            key[l] = max(bv, kv)
+                for l in range(lanes):
+                    py = by0 + l // block
+                    px = bx0 + l % block
+                    if py >= by1 or px >= bx1:
+                        continue
                     pix = py * width + px
-                    if top_k > 0:
-                        n = 0
-                        for ci in range(ncand):
-                            n = _insert(bq, bj, n, top_k, qrow[ci], ci)
-                        for k in range(n):
-                            w = math.exp(-0.5 * bq[k])
-                            j = cand[bj[k]]
-                            ssum += w
-                            for ch in range(ncol):
-                                acc[ch] += w * gcol[j, ch]
-                            sel_pos[pix, k] = j
-                            sel_w[pix, k] = w
-                        for k in range(n, top_k):
+                    ssum = 0.0
+                    for k in range(top_k):
+                        kv = best[k, l]
+                        if kv == _EMPTY:
                             sel_pos[pix, k] = -1
                             sel_w[pix, k] = 0.0
-                    else:
-                        for ci in range(ncand):
-                            w = math.exp(-0.5 * qrow[ci])
-                            ssum += w
-                            for ch in range(ncol):
-                                acc[ch] += w * gcol[cand[ci], ch]
-                    denom = ssum + eps
-                    wsum[pix] = denom
+                            continue
+                        ci = kv & lowmask
+                        dx = lox[l] - cx[ci]
+                        dy = loy[l] - cy[ci]
+                        w = math.exp(-0.5 * (ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy))
+                        ssum += w
+                        j = cand[ci]
+                        g = ids[start + j]
+                        for ch in range(ncol):
+                            acc[ch, l] += w * colors[g, ch]
+                        sel_pos[pix, k] = j
+                        sel_w[pix, k] = w
+                    sv[l] = ssum
+            else:
+                for ci in range(ncand):
+                    xa = cx[ci]
+                    ya = cy[ci]
+                    a = ca[ci]
+                    b = cb[ci]
+                    c = cc[ci]
+                    for l in range(lanes):
+                        dx = lox[l] - xa
+                        dy = loy[l] - ya
+                        kq[l] = math.exp(-0.5 * (a * dx * dx + b * dx * dy + c * dy * dy))
+                    for l in range(lanes):
+                        sv[l] += kq[l]
+                    g = ids[start + cand[ci]]
                     for ch in range(ncol):
-                        out[ch, py, px] = acc[ch] / denom
+                        col = np.float64(colors[g, ch])
+                        row = acc[ch]
+                        for l in range(lanes):
+                            row[l] += kq[l] * col
+            for l in range(lanes):
+                py = by0 + l // block
+                px = bx0 + l % block
+                if py < by1 and px < bx1:
+                    denom = sv[l] + eps
+                    wsum[py * width + px] = denom
+                    for ch in range(ncol):
+                        out[ch, py, px] = acc[ch, l] / denom
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
