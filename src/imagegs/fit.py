@@ -54,6 +54,7 @@ class FitConfig:
     plateau_ssim: float = 1e-3
     lr_decay: float = 10.0
     max_decays: int = 1
+    decay_steps: tuple[int, ...] = ()  # also divide learning rates by lr_decay at these steps
     seed: int = 0
     backend: str = "auto"
 
@@ -77,6 +78,7 @@ class FitConfig:
         need(isinstance(self.max_steps, int) and self.max_steps >= 1, f"max_steps must be a positive integer, got {self.max_steps!r}")
         need(self.eval_every >= 1 and self.plateau_steps >= 1, "eval_every and plateau_steps must be positive")
         need(self.lr_decay > 1.0, f"lr_decay must be > 1, got {self.lr_decay}")
+        need(all(isinstance(s, int) and s > 0 for s in self.decay_steps), f"decay_steps must be positive integers, got {self.decay_steps}")
         need(self.max_decays >= 0 and self.min_steps_after_add >= 0, "max_decays and min_steps_after_add must be >= 0")
         need(self.backend in BACKENDS, f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
@@ -131,8 +133,9 @@ def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> Fi
     if bad:
         raise TypeError(f"unknown fit option(s): {', '.join(bad)}")
     base = config if config is not None else FitConfig(**SCHEDULES[schedule])
-    if "add_steps" in overrides:
-        overrides["add_steps"] = tuple(overrides["add_steps"])
+    for key in ("add_steps", "decay_steps"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
     return replace(base, **overrides)
 
 
@@ -191,6 +194,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             loss.backward()
             opt.step()
             bar.update(1)
+            if step in cfg.decay_steps:
+                opt.scale_lr(1.0 / cfg.lr_decay)
             all_added = not adds or step >= adds[-1]
             if step % cfg.eval_every == 0 or step == max_steps:
                 with torch.no_grad():

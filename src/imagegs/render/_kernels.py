@@ -71,11 +71,40 @@ def bin_tiles(means, radii, height, width):
 _EMPTY = np.iinfo(np.int64).max  # an empty top-K slot (larger than every packed key)
 
 
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _exp_neg_half(q, nv, pv, ev, out, n):
+    """out[:n] = exp(-q[:n] / 2) for q >= 0, in loops LLVM vectorises (libm's exp is scalar here).
+
+    Range reduction x = n ln2 + r, |r| <= ln2 / 2, then a degree-12 Taylor polynomial (relative
+    error < 2e-16) scaled by 2^n built from exponent bits. ``nv``, ``pv``: float64 scratch;
+    ``ev``: int64 scratch viewed as float64 in ``out``'s computation.
+    """
+    for l in range(n):
+        nv[l] = math.floor(max(-0.5 * q[l], -708.0) * _LOG2E + 0.5)
+    for l in range(n):
+        x = max(-0.5 * q[l], -708.0)
+        r = (x - nv[l] * _LN2_HI) - nv[l] * _LN2_LO
+        pv[l] = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+            1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+                1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600))))))))))))
+    for l in range(n):
+        ev[l] = (np.int64(nv[l]) + 1023) << 52
+    scale = ev.view(np.float64)
+    for l in range(n):
+        out[l] = pv[l] * scale[l]
+
+
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, block,
+def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, block, store,
             out, sel_pos, sel_w, wsum):
-    """Render into ``out`` (C, H, W). With top_k > 0 also fill ``sel_pos``/``sel_w`` (H*W, K):
-    tile-local positions (-1 = none) and weights of the kept Gaussians, and ``wsum`` (H*W) = sum w + eps.
+    """Render into ``out`` (C, H, W) and ``wsum`` (H*W) = sum w + eps. With top_k > 0 and ``store``
+    also fill, block-major, ``sel_pos``/``sel_w`` (tiles * blocks per tile, K, block^2): the
+    tile-local positions (-1 = none) and weights of each pixel's kept Gaussians, for the backward.
 
     Each tile is processed in ``block`` x ``block`` pixel blocks whose pixels are SIMD lanes
     (``block`` is a run-time argument so that LLVM vectorises the lane loops instead of unrolling):
@@ -113,6 +142,11 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
             ga[j] = conics[g, 0]
             gb[j] = 2.0 * conics[g, 1]
             gc[j] = conics[g, 2]
+        gcol = np.empty((length, ncol), np.float64)
+        for j in range(length):
+            g = ids[start + j]
+            for ch in range(ncol):
+                gcol[j, ch] = colors[g, ch]
         for j in range(length):
             half = 0.5 * (ga[j] - gc[j])
             hb = 0.5 * gb[j]
@@ -132,6 +166,13 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
             lox[l] = l % block + 0.5
         for l in range(lanes):
             loy[l] = l // block + 0.5
+        ccol = np.empty((length, ncol), np.float64)
+        civ = np.empty((kk, lanes), np.int64)
+        wk = np.empty((kk, lanes), np.float64)
+        xq = np.empty(lanes, np.float64)
+        nv = np.empty(lanes, np.float64)
+        pv = np.empty(lanes, np.float64)
+        ev = np.empty(lanes, np.int64)
         best = np.empty((kk, lanes), np.int64)
         kq = np.empty(lanes, np.float64)
         ki = kq.view(np.int64)
@@ -209,6 +250,10 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                 ca[ci] = ga[j]
                 cb[ci] = gb[j]
                 cc[ci] = gc[j]
+            for ci in range(ncand):
+                for ch in range(ncol):
+                    ccol[ci, ch] = gcol[cand[ci], ch]
+            bidx = t * nb * nb + blk
             for ch in range(ncol):
                 row = acc[ch]
                 for l in range(lanes):
@@ -251,31 +296,35 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                             kv = key[l]
                             row_b[l] = min(bv, kv)
                             key[l] = max(bv, kv)
-                for l in range(lanes):
-                    py = by0 + l // block
-                    px = bx0 + l % block
-                    if py >= by1 or px >= bx1:
-                        continue
-                    pix = py * width + px
-                    ssum = 0.0
-                    for k in range(top_k):
-                        kv = best[k, l]
-                        if kv == _EMPTY:
-                            sel_pos[pix, k] = -1
-                            sel_w[pix, k] = 0.0
-                            continue
-                        ci = kv & lowmask
-                        dx = lox[l] - cx[ci]
-                        dy = loy[l] - cy[ci]
-                        w = math.exp(-0.5 * (ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy))
-                        ssum += w
-                        j = cand[ci]
-                        g = ids[start + j]
-                        for ch in range(ncol):
-                            acc[ch, l] += w * colors[g, ch]
-                        sel_pos[pix, k] = j
-                        sel_w[pix, k] = w
-                    sv[l] = ssum
+                last_c = max(ncand - 1, 0)
+                for k in range(top_k):  # winners' exact weights, vectorised over lanes
+                    row_b = best[k]
+                    row_c = civ[k]
+                    for l in range(lanes):
+                        row_c[l] = min(row_b[l] & lowmask, last_c)
+                    if ncand > 0:
+                        for l in range(lanes):
+                            ci = row_c[l]
+                            dx = lox[l] - cx[ci]
+                            dy = loy[l] - cy[ci]
+                            xq[l] = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
+                        _exp_neg_half(xq, nv, pv, ev, kq, lanes)
+                    row_w = wk[k]
+                    for l in range(lanes):
+                        row_w[l] = kq[l] if row_b[l] != _EMPTY and ncand > 0 else 0.0
+                    for l in range(lanes):
+                        sv[l] += row_w[l]
+                    for ch in range(ncol):
+                        row = acc[ch]
+                        for l in range(lanes):
+                            row[l] += row_w[l] * ccol[row_c[l], ch]
+                    if store:
+                        out_w = sel_w[bidx, k]
+                        for l in range(lanes):
+                            out_w[l] = row_w[l]
+                        out_p = sel_pos[bidx, k]
+                        for l in range(lanes):
+                            out_p[l] = cand[row_c[l]] if row_b[l] != _EMPTY else -1
             else:
                 for ci in range(ncand):
                     xa = cx[ci]
@@ -286,12 +335,12 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                     for l in range(lanes):
                         dx = lox[l] - xa
                         dy = loy[l] - ya
-                        kq[l] = math.exp(-0.5 * (a * dx * dx + b * dx * dy + c * dy * dy))
+                        xq[l] = a * dx * dx + b * dx * dy + c * dy * dy
+                    _exp_neg_half(xq, nv, pv, ev, kq, lanes)
                     for l in range(lanes):
                         sv[l] += kq[l]
-                    g = ids[start + cand[ci]]
                     for ch in range(ncol):
-                        col = np.float64(colors[g, ch])
+                        col = ccol[ci, ch]
                         row = acc[ch]
                         for l in range(lanes):
                             row[l] += kq[l] * col
@@ -306,30 +355,37 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def backward(means, conics, colors, offsets, ids, height, width, top_k,
+def backward(means, conics, colors, offsets, ids, height, width, top_k, block,
              grad_out, out, sel_pos, sel_w, wsum, nworkers):
-    """Gradients w.r.t. means (N, 2), conics (N, 3) and colors (N, C) for ``grad_out`` (C, H, W)."""
+    """Gradients w.r.t. means (N, 2), conics (N, 3) and colors (N, C) for ``grad_out`` (C, H, W).
+
+    Reads the forward's block-major selection (top_k > 0) or re-evaluates every tile Gaussian
+    (plain sum). Tiles are dealt round-robin to ``nworkers`` workers, each accumulating into its
+    own buffer; the buffers are summed at the end (deterministic, no atomics).
+    """
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
     num_tiles = ntx * nty
+    nb = TILE // block
+    lanes = block * block
     n = means.shape[0]
     ncol = colors.shape[1]
     buf_m = np.zeros((nworkers, n, 2), means.dtype)
     buf_c = np.zeros((nworkers, n, 3), means.dtype)
     buf_col = np.zeros((nworkers, n, ncol), colors.dtype)
     for wk in prange(nworkers):
-        go = np.empty(ncol, colors.dtype)
+        go = np.empty(ncol, np.float64)
         for t in range(wk, num_tiles, nworkers):
             ty = t // ntx
             tx = t - ty * ntx
             start = offsets[t]
             length = offsets[t + 1] - start
-            gx = np.empty(length, means.dtype)
-            gy = np.empty(length, means.dtype)
-            ga = np.empty(length, means.dtype)
-            gb = np.empty(length, means.dtype)
-            gc = np.empty(length, means.dtype)
-            gcol = np.empty((length, ncol), colors.dtype)
+            gx = np.empty(length, np.float64)
+            gy = np.empty(length, np.float64)
+            ga = np.empty(length, np.float64)
+            gb = np.empty(length, np.float64)
+            gc = np.empty(length, np.float64)
+            gcol = np.empty((length, ncol), np.float64)
             for j in range(length):
                 g = ids[start + j]
                 gx[j] = means[g, 0]
@@ -339,32 +395,32 @@ def backward(means, conics, colors, offsets, ids, height, width, top_k,
                 gc[j] = conics[g, 2]
                 for ch in range(ncol):
                     gcol[j, ch] = colors[g, ch]
-            lm = np.zeros((length, 2), means.dtype)
-            lc = np.zeros((length, 3), means.dtype)
-            lcol = np.zeros((length, ncol), colors.dtype)
+            lm = np.zeros((length, 2), np.float64)
+            lc = np.zeros((length, 3), np.float64)
+            lcol = np.zeros((length, ncol), np.float64)
             nk = top_k if top_k > 0 else length
-            for ly in range(TILE):
-                py = ty * TILE + ly
-                if py >= height:
-                    break
-                yc = py + 0.5
-                for lx in range(TILE):
-                    px = tx * TILE + lx
-                    if px >= width:
-                        break
+            for blk in range(nb * nb):
+                by0 = ty * TILE + (blk // nb) * block
+                bx0 = tx * TILE + (blk % nb) * block
+                bidx = t * nb * nb + blk
+                for l in range(lanes):
+                    py = by0 + l // block
+                    px = bx0 + l % block
+                    if py >= height or px >= width:
+                        continue
+                    yc = py + 0.5
                     xc = px + 0.5
-                    pix = py * width + px
-                    inv = 1.0 / wsum[pix]
+                    inv = 1.0 / wsum[py * width + px]
                     base = 0.0
                     for ch in range(ncol):
                         go[ch] = grad_out[ch, py, px] * inv
                         base += go[ch] * out[ch, py, px]
                     for k in range(nk):
                         if top_k > 0:
-                            j = sel_pos[pix, k]
+                            j = sel_pos[bidx, k, l]
                             if j < 0:
                                 break
-                            w = sel_w[pix, k]
+                            w = np.float64(sel_w[bidx, k, l])
                         else:
                             j = k
                         dx = xc - gx[j]
