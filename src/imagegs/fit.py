@@ -83,12 +83,17 @@ class FitConfig:
         need(self.backend in BACKENDS, f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
 
-# Named schedules. "official" is the authors' long schedule; "fast" is tuned for time-to-quality
-# on a CPU (see README for the PSNR-vs-time curves that justify it).
+# Named schedules. "official" is the authors' long schedule (10k steps max, plateau-driven, ~7.5k
+# steps on astronaut). "fast" (the default) is tuned for time-to-quality on a CPU: the same
+# additions compressed into the first 200 steps, higher learning rates (2x position, 4x colour,
+# 8x scale and rotation), a fixed budget of 1200 steps with one decay at step 950. On astronaut
+# (512^2, 10k Gaussians) it reaches 38.4 dB in ~46 s where "official" reaches 38.3 dB in ~344 s
+# (benchmarks/results/schedule_*.json).
 SCHEDULES: dict[str, dict] = {
     "official": {},
-    "fast": dict(add_steps=(100, 200, 300, 400), max_steps=2000, min_steps_after_add=0,
-                 plateau_steps=300, eval_every=50),
+    "fast": dict(add_steps=(50, 100, 150, 200), max_steps=1200, min_steps_after_add=0,
+                 decay_steps=(950,), plateau_steps=400, eval_every=100,
+                 lr_xy=1e-3, lr_color=2e-2, lr_scale=1.6e-2, lr_rot=1.6e-2),
 }
 
 
