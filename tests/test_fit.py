@@ -89,3 +89,22 @@ def test_sampling_without_replacement():
     img[:, :, 20:] = 1.0  # one vertical edge
     xy = init_positions(img, 60, random_ratio=0.0, rng=rng)  # edge support: 80 pixels
     assert ((xy[:, 0] * 40 - 20).abs() < 2).all()  # all on the edge
+
+
+def test_inverse_scales_stay_bounded(astronaut_small):
+    # absurd scale learning rate: without the clamp inverse scales cross 0 (huge Gaussians, NaN)
+    g = fit(astronaut_small, num_gaussians=100, max_steps=60, add_steps=(20,), lr_scale=5.0)
+    assert torch.isfinite(g.scale).all()
+    assert g.scale.max() <= 64 / 4 + 1e-3 and g.scale.min() >= 1e-3 - 1e-9
+
+
+def test_projection_from_inverse_scales_matches():
+    from imagegs.render import project
+    from conftest import random_gaussians
+
+    g = random_gaussians(20, 30, 40, seed=11)
+    a = project(g.xy, g.scale, g.rot, height=60, width=50, native_height=30, native_width=40)
+    b = project(g.xy, -1.0 / g.scale, g.rot, height=60, width=50, native_height=30, native_width=40,
+                inverse_scale=True)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)

@@ -26,7 +26,11 @@ from .init import sample_without_replacement
 from .loss import ImageLoss
 from .render import BACKENDS, project, rasterize
 
-__all__ = ["FitConfig", "fit", "SCHEDULES"]
+__all__ = ["FitConfig", "fit", "SCHEDULES", "FitDivergedError"]
+
+
+class FitDivergedError(ValueError):
+    """The optimisation produced non-finite values (learning rates too high for this image)."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,11 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
 
     def draw(p, grad=True):
         xy_, inv_s, rot, col = p
-        means, conics, radii = project(xy_, 1.0 / inv_s, rot, height=h, width=w, native_height=h, native_width=w)
+        means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
+                                       inverse_scale=True)
         return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
 
+    min_inv = 4.0 / max(h, w)  # scales stay below a quarter of the image's longer side
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
     bar = _progress(max_steps, progress)
@@ -198,6 +204,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             loss = loss_fn(img)
             loss.backward()
             opt.step()
+            _clamp_inverse_scales(opt.params[1], min_inv)
             bar.update(1)
             if step in cfg.decay_steps:
                 opt.scale_lr(1.0 / cfg.lr_decay)
@@ -207,6 +214,9 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     cur = draw(opt.params).clamp_(0, 1)
                     p_now = metrics.psnr(cur, target)
                     s_now = float(loss_fn.ssim(cur))
+                if not math.isfinite(loss.item()):
+                    raise FitDivergedError(f"the fit diverged at step {step} (non-finite loss); "
+                                           "try lower learning rates (e.g. schedule='official')")
                 n_now = opt.params[0].shape[0]
                 if history is not None:
                     history.append(dict(step=step, seconds=time.perf_counter() - t_start, psnr=p_now,
@@ -238,6 +248,15 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     g = Gaussians(xy_.clone(), 1.0 / inv_s.abs(), rot.clone(), col.clone(), h, w)
     g.fit_info = dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg))  # type: ignore[attr-defined]
     return g
+
+
+@torch.no_grad()
+def _clamp_inverse_scales(inv: torch.Tensor, min_inv: float, max_inv: float = 1e3) -> None:
+    """Keep |1 / scale| in [min_inv, max_inv], preserving its sign (so Adam's moments stay
+    consistent). Without this, a large step can carry an inverse scale through ~0: a Gaussian
+    larger than the image that touches every tile and, at 0, a NaN gradient."""
+    sign = torch.where(inv < 0, -1.0, 1.0)
+    inv.copy_(sign * inv.abs().clamp_(min_inv, max_inv))
 
 
 def _pixel_index(xy: torch.Tensor, h: int, w: int) -> torch.Tensor:

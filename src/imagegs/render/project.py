@@ -14,12 +14,15 @@ SIGMA_RADIUS = 3.0  # a Gaussian covers the circle of radius 3 sqrt(lambda_max)
 
 
 def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int, width: int,
-            native_height: int, native_width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            native_height: int, native_width: int, inverse_scale: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Map Gaussians to output pixel space.
 
     Args:
         xy: (N, 2) centres in [0, 1]^2; scale: (N, 2) native-pixel std devs; rot: (N,) radians.
         height, width: output size; native_height, native_width: the size scales refer to.
+        inverse_scale: ``scale`` holds 1 / std dev (the fit's parameters; the sign is irrelevant).
+            The conic is then inv^2 directly, with no 1/x in the gradient's path.
     Returns:
         means (N, 2) in output pixels (x, y), conics (N, 3) = (A, B, C) with
         q(d) = A dx^2 + 2 B dx dy + C dy^2 = d^T Sigma'^-1 d, and radii (N,) = 3 sqrt(lambda_max(Sigma'))
@@ -29,13 +32,16 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height:
     ay = height / native_height
     means = xy * xy.new_tensor([float(width), float(height)])
     c, s = torch.cos(rot), torch.sin(rot)
-    ix2, iy2 = 1.0 / scale[:, 0] ** 2, 1.0 / scale[:, 1] ** 2
+    if inverse_scale:
+        ix2, iy2 = scale[:, 0] ** 2, scale[:, 1] ** 2
+    else:
+        ix2, iy2 = 1.0 / scale[:, 0] ** 2, 1.0 / scale[:, 1] ** 2
     cc, ss, cs = c * c, s * s, c * s
     conics = torch.stack([(cc * ix2 + ss * iy2) / (ax * ax),
                           cs * (ix2 - iy2) / (ax * ay),
                           (ss * ix2 + cc * iy2) / (ay * ay)], dim=1)
     with torch.no_grad():
-        s0, s1 = scale[:, 0] ** 2, scale[:, 1] ** 2
+        s0, s1 = (1.0 / ix2, 1.0 / iy2)
         vxx = ax * ax * (cc * s0 + ss * s1)
         vyy = ay * ay * (ss * s0 + cc * s1)
         vxy = ax * ay * cs * (s0 - s1)
