@@ -214,8 +214,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     cur = draw(opt.params).clamp_(0, 1)
                     p_now = metrics.psnr(cur, target)
                     s_now = float(loss_fn.ssim(cur))
-                if not math.isfinite(loss.item()):
-                    raise FitDivergedError(f"the fit diverged at step {step} (non-finite loss); "
+                if not math.isfinite(loss.item()) or not all(torch.isfinite(p).all() for p in opt.params):
+                    raise FitDivergedError(f"the fit diverged at step {step} (non-finite values); "
                                            "try lower learning rates (e.g. schedule='official')")
                 n_now = opt.params[0].shape[0]
                 if history is not None:

@@ -78,16 +78,16 @@ _LN2_LO = 1.90821492927058770002e-10
 
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _exp_neg_half(q, nv, pv, ev, out, n):
-    """out[:n] = exp(-q[:n] / 2) for q >= 0, in loops LLVM vectorises (libm's exp is scalar here).
+    """out[:n] = exp(-max(q[:n], 0) / 2), in loops LLVM vectorises (libm's exp is scalar here).
 
     Range reduction x = n ln2 + r, |r| <= ln2 / 2, then a degree-12 Taylor polynomial (relative
     error < 2e-16) scaled by 2^n built from exponent bits. ``nv``, ``pv``: float64 scratch;
     ``ev``: int64 scratch viewed as float64 in ``out``'s computation.
     """
     for l in range(n):
-        nv[l] = math.floor(max(-0.5 * q[l], -708.0) * _LOG2E + 0.5)
+        nv[l] = math.floor(min(max(-0.5 * q[l], -708.0), 0.0) * _LOG2E + 0.5)
     for l in range(n):
-        x = max(-0.5 * q[l], -708.0)
+        x = min(max(-0.5 * q[l], -708.0), 0.0)
         r = (x - nv[l] * _LN2_HI) - nv[l] * _LN2_LO
         pv[l] = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
             1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
@@ -425,13 +425,14 @@ def backward(means, conics, colors, offsets, ids, height, width, top_k, block,
                             j = k
                         dx = xc - gx[j]
                         dy = yc - gy[j]
+                        q = ga[j] * dx * dx + 2.0 * gb[j] * dx * dy + gc[j] * dy * dy
                         if top_k == 0:
-                            w = math.exp(-0.5 * (ga[j] * dx * dx + 2.0 * gb[j] * dx * dy + gc[j] * dy * dy))
+                            w = math.exp(-0.5 * max(q, 0.0))
                         dw = -base
                         for ch in range(ncol):
                             dw += go[ch] * gcol[j, ch]
                             lcol[j, ch] += w * go[ch]
-                        dq = -0.5 * w * dw
+                        dq = -0.5 * w * dw if q > 0.0 else 0.0  # q is clamped at 0 (see forward)
                         lc[j, 0] += dq * dx * dx
                         lc[j, 1] += 2.0 * dq * dx * dy
                         lc[j, 2] += dq * dy * dy

@@ -41,7 +41,8 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, r
               height: int, width: int, *, top_k: int | None = 10, eps: float = 1e-4) -> torch.Tensor:
     """Render (C, height, width): per pixel, blend the K tile Gaussians with the largest value.
 
-    c(x) = sum_k G_k(x) c_k / (sum_k G_k(x) + eps), G = exp(-q/2); ``top_k=None`` sums all of the
+    c(x) = sum_k G_k(x) c_k / (sum_k G_k(x) + eps), G = exp(-q/2) with q = max(d^T conic d, 0);
+    ``top_k=None`` sums all of the
     tile's Gaussians. The selection is not differentiated; gradients flow through the kept ones.
     """
     nty, ntx = math.ceil(height / TILE), math.ceil(width / TILE)
@@ -61,6 +62,8 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, r
     dx = (px.to(dt) + 0.5)[:, :, None] - m[:, None, :, 0]  # (T, P, L)
     dy = (py.to(dt) + 0.5)[:, :, None] - m[:, None, :, 1]
     q = con[:, None, :, 0] * dx * dx + 2.0 * con[:, None, :, 1] * dx * dy + con[:, None, :, 2] * dy * dy
+    # q >= 0 in exact arithmetic; rounding can make a needle's conic indefinite, so clamp (w <= 1)
+    q = q.clamp(min=0.0)
     ok = valid[:, None, :].expand_as(q)
     if top_k is not None and top_k < length:
         key = torch.where(ok, q.detach(), torch.full_like(q, math.inf))
