@@ -296,22 +296,24 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                             kv = key[l]
                             row_b[l] = min(bv, kv)
                             key[l] = max(bv, kv)
-                last_c = max(ncand - 1, 0)
-                for k in range(top_k):  # winners' exact weights, vectorised over lanes
+                if ncand == 0 and store:  # nothing touches this block: no winners
+                    for k in range(top_k):
+                        sel_w[bidx, k, :] = 0.0
+                        sel_pos[bidx, k, :] = -1
+                for k in range(top_k if ncand > 0 else 0):  # winners' weights, per lane
                     row_b = best[k]
                     row_c = civ[k]
                     for l in range(lanes):
-                        row_c[l] = min(row_b[l] & lowmask, last_c)
-                    if ncand > 0:
-                        for l in range(lanes):
-                            ci = row_c[l]
-                            dx = lox[l] - cx[ci]
-                            dy = loy[l] - cy[ci]
-                            xq[l] = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
-                        _exp_neg_half(xq, nv, pv, ev, kq, lanes)
+                        row_c[l] = min(row_b[l] & lowmask, ncand - 1)
+                    for l in range(lanes):
+                        ci = row_c[l]
+                        dx = lox[l] - cx[ci]
+                        dy = loy[l] - cy[ci]
+                        xq[l] = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
+                    _exp_neg_half(xq, nv, pv, ev, kq, lanes)
                     row_w = wk[k]
                     for l in range(lanes):
-                        row_w[l] = kq[l] if row_b[l] != _EMPTY and ncand > 0 else 0.0
+                        row_w[l] = kq[l] if row_b[l] != _EMPTY else 0.0
                     for l in range(lanes):
                         sv[l] += row_w[l]
                     for ch in range(ncol):
