@@ -99,6 +99,15 @@ def _exp_neg_half(q, nv, pv, ev, out, n):
         out[l] = pv[l] * scale[l]
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _lane_q(lox, loy, xa, ya, a, b, c, out, n):
+    """out[:n] = q of one Gaussian (block-relative centre xa, ya; conic a, 2b, c) at n lane pixels."""
+    for l in range(n):
+        dx = lox[l] - xa
+        dy = loy[l] - ya
+        out[l] = a * dx * dx + b * dx * dy + c * dy * dy
+
+
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, block, store,
             out, sel_pos, sel_w, wsum):
@@ -272,16 +281,9 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                         row_b[l] = _EMPTY
                 worst = best[top_k - 1]
                 for ci in range(ncand):
-                    xa = cx[ci]
-                    ya = cy[ci]
-                    a = ca[ci]
-                    b = cb[ci]
-                    c = cc[ci]
+                    _lane_q(lox, loy, cx[ci], cy[ci], ca[ci], cb[ci], cc[ci], xq, lanes)
                     for l in range(lanes):
-                        dx = lox[l] - xa
-                        dy = loy[l] - ya
-                        q = a * dx * dx + b * dx * dy + c * dy * dy
-                        kq[l] = q if q > 0.0 else 0.0
+                        kq[l] = xq[l] if xq[l] > 0.0 else 0.0
                     better = 0
                     for l in range(lanes):
                         kv = (ki[l] & himask) | ci
@@ -329,15 +331,7 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                             out_p[l] = cand[row_c[l]] if row_b[l] != _EMPTY else -1
             else:
                 for ci in range(ncand):
-                    xa = cx[ci]
-                    ya = cy[ci]
-                    a = ca[ci]
-                    b = cb[ci]
-                    c = cc[ci]
-                    for l in range(lanes):
-                        dx = lox[l] - xa
-                        dy = loy[l] - ya
-                        xq[l] = a * dx * dx + b * dx * dy + c * dy * dy
+                    _lane_q(lox, loy, cx[ci], cy[ci], ca[ci], cb[ci], cc[ci], xq, lanes)
                     _exp_neg_half(xq, nv, pv, ev, kq, lanes)
                     for l in range(lanes):
                         sv[l] += kq[l]
