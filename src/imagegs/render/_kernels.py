@@ -99,6 +99,28 @@ def _exp_neg_half(q, nv, pv, ev, out, n):
         out[l] = pv[l] * scale[l]
 
 
+@njit(inline="always")
+def _gather_tile(means, conics, colors, ids, start, length):
+    """Contiguous float64 copies of one tile's Gaussians: x, y, conic A, B, C and colours."""
+    ncol = colors.shape[1]
+    gx = np.empty(length, np.float64)
+    gy = np.empty(length, np.float64)
+    ga = np.empty(length, np.float64)
+    gb = np.empty(length, np.float64)
+    gc = np.empty(length, np.float64)
+    gcol = np.empty((length, ncol), np.float64)
+    for j in range(length):
+        g = ids[start + j]
+        gx[j] = means[g, 0]
+        gy[j] = means[g, 1]
+        ga[j] = conics[g, 0]
+        gb[j] = conics[g, 1]
+        gc[j] = conics[g, 2]
+        for ch in range(ncol):
+            gcol[j, ch] = colors[g, ch]
+    return gx, gy, ga, gb, gc, gcol
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _lane_q(lox, loy, xa, ya, a, b, c, out, n):
     """out[:n] = q of one Gaussian (block-relative centre xa, ya; conic a, 2b, c) at n lane pixels."""
@@ -138,24 +160,10 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
         tx = t - ty * ntx
         start = offsets[t]
         length = offsets[t + 1] - start
-        gx = np.empty(length, np.float64)
-        gy = np.empty(length, np.float64)
-        ga = np.empty(length, np.float64)
-        gb = np.empty(length, np.float64)
-        gc = np.empty(length, np.float64)
+        gx, gy, ga, gb, gc, gcol = _gather_tile(means, conics, colors, ids, start, length)
+        for j in range(length):
+            gb[j] *= 2.0  # the forward uses q = A dx^2 + (2B) dx dy + C dy^2
         glam = np.empty(length, np.float64)
-        for j in range(length):
-            g = ids[start + j]
-            gx[j] = means[g, 0]
-            gy[j] = means[g, 1]
-            ga[j] = conics[g, 0]
-            gb[j] = 2.0 * conics[g, 1]
-            gc[j] = conics[g, 2]
-        gcol = np.empty((length, ncol), np.float64)
-        for j in range(length):
-            g = ids[start + j]
-            for ch in range(ncol):
-                gcol[j, ch] = colors[g, ch]
         for j in range(length):
             half = 0.5 * (ga[j] - gc[j])
             hb = 0.5 * gb[j]
@@ -376,21 +384,7 @@ def backward(means, conics, colors, offsets, ids, height, width, top_k, block,
             tx = t - ty * ntx
             start = offsets[t]
             length = offsets[t + 1] - start
-            gx = np.empty(length, np.float64)
-            gy = np.empty(length, np.float64)
-            ga = np.empty(length, np.float64)
-            gb = np.empty(length, np.float64)
-            gc = np.empty(length, np.float64)
-            gcol = np.empty((length, ncol), np.float64)
-            for j in range(length):
-                g = ids[start + j]
-                gx[j] = means[g, 0]
-                gy[j] = means[g, 1]
-                ga[j] = conics[g, 0]
-                gb[j] = conics[g, 1]
-                gc[j] = conics[g, 2]
-                for ch in range(ncol):
-                    gcol[j, ch] = colors[g, ch]
+            gx, gy, ga, gb, gc, gcol = _gather_tile(means, conics, colors, ids, start, length)
             lm = np.zeros((length, 2), np.float64)
             lc = np.zeros((length, 3), np.float64)
             lcol = np.zeros((length, ncol), np.float64)
