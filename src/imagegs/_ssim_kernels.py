@@ -24,7 +24,10 @@ fastmath excludes nnan/ninf so NaN/inf inputs propagate as in torch.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit, prange
+
+from .metrics import gaussian_window
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 C1, C2 = 0.01**2, 0.03**2
@@ -35,10 +38,8 @@ ROWS_PER_TASK = 16  # rows per parallel task: amortises its scratch rows, small 
 
 
 def window(sigma: float = 1.5) -> np.ndarray:
-    """The normalised TAPS-point Gaussian (float64), as ``metrics._window``."""
-    t = np.arange(TAPS, dtype=np.float64) - (TAPS - 1) / 2
-    w = np.exp(-(t * t) / (2 * sigma * sigma))
-    return w / w.sum()
+    """The normalised TAPS-point Gaussian (float64): ``metrics.gaussian_window`` as an array."""
+    return gaussian_window(TAPS, sigma, torch.float64).numpy()
 
 
 def scratch(channels: int, height: int, width: int, dtype) -> np.ndarray:

@@ -187,7 +187,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     blur_k = error_blur_kernel(h, w)
     blurred_target = gaussian_blur(target, blur_k) if blur_k else target
 
-    def draw(p, grad=True):
+    def draw(p):
         xy_, inv_s, rot, col = p
         means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
                                        inverse_scale=True)
@@ -209,11 +209,16 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             if step in cfg.decay_steps:
                 opt.scale_lr(1.0 / cfg.lr_decay)
             all_added = not adds or step >= adds[-1]
-            if step % cfg.eval_every == 0 or step == max_steps:
+            evaluate = step % cfg.eval_every == 0 or step == max_steps
+            adding = bool(adds) and step in adds
+            if evaluate or adding:  # one render serves both
                 with torch.no_grad():
-                    cur = draw(opt.params).clamp_(0, 1)
-                    p_now = metrics.psnr(cur, target)
-                    s_now = float(loss_fn.ssim(cur))
+                    cur = draw(opt.params)
+            if evaluate:
+                with torch.no_grad():
+                    shown = cur.clamp(0, 1)
+                    p_now = metrics.psnr(shown, target)
+                    s_now = float(loss_fn.ssim(shown))
                 if not math.isfinite(loss.item()) or not all(torch.isfinite(p).all() for p in opt.params):
                     raise FitDivergedError(f"the fit diverged at step {step} (non-finite values); "
                                            "try lower learning rates (e.g. schedule='official')")
@@ -233,10 +238,9 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                             opt.scale_lr(1.0 / cfg.lr_decay)
                     else:
                         best_psnr, best_ssim, stale = p_now, s_now, 0
-            if adds and step in adds:
+            if adding:
                 k = per_add[adds.index(step)]
                 with torch.no_grad():
-                    cur = draw(opt.params)
                     diff = blurred_target - cur  # (C, H, W)
                     err = diff.abs().mean(0).reshape(-1).double() ** 2
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))

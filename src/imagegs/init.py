@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .metrics import blur, gaussian_window
+
 
 def as_image(image) -> torch.Tensor:
     """Normalise an image to a (C, H, W) float32 tensor in [0, 1].
@@ -100,14 +102,7 @@ def init_positions(image: torch.Tensor, num: int, *, random_ratio: float = 0.3,
 def gaussian_blur(image: torch.Tensor, kernel: int) -> torch.Tensor:
     """Blur (C, H, W) with an odd ``kernel``-tap Gaussian (torchvision's default sigma), reflect pad."""
     sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
-    x = torch.arange(kernel, dtype=image.dtype) - kernel // 2
-    w = torch.exp(-x * x / (2 * sigma * sigma))
-    w = w / w.sum()
-    c = image.shape[0]
-    t = F.pad(image[None], (kernel // 2,) * 4, mode="reflect")
-    t = F.conv2d(t, w.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    t = F.conv2d(t, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return t[0]
+    return blur(image[None], gaussian_window(kernel, sigma, image.dtype), mode="reflect")[0]
 
 
 def error_blur_kernel(height: int, width: int) -> int:

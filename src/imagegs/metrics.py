@@ -16,17 +16,26 @@ import torch.nn.functional as F
 _C1, _C2 = 0.01**2, 0.03**2
 
 
-def _window(size: int, sigma: float, dtype, device) -> torch.Tensor:
+def gaussian_window(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(size,) normalised 1-D Gaussian taps, centred."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     w = torch.exp(-(x * x) / (2 * sigma * sigma))
     return (w / w.sum()).to(dtype=dtype, device=device)
 
 
-def _blur(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """Separable zero-padded Gaussian filter of a (B, C, H, W) tensor."""
+def blur(x: torch.Tensor, win: torch.Tensor, *, mode: str = "zeros") -> torch.Tensor:
+    """Separable filter of a (B, C, H, W) tensor with the 1-D taps ``win``, output the same size;
+    borders zero-padded (``mode="zeros"``, as SSIM uses) or mirrored (``"reflect"``)."""
     c, k = x.shape[1], win.numel()
-    x = F.conv2d(x, win.view(1, 1, 1, k).expand(c, 1, 1, k), padding=(0, k // 2), groups=c)
-    return F.conv2d(x, win.view(1, 1, k, 1).expand(c, 1, k, 1), padding=(k // 2, 0), groups=c)
+    r = k // 2
+    if mode == "reflect":
+        x, pad_h, pad_v = F.pad(x, (r, r, r, r), mode="reflect"), (0, 0), (0, 0)
+    elif mode == "zeros":
+        pad_h, pad_v = (0, r), (r, 0)
+    else:
+        raise ValueError(f"blur mode must be 'zeros' or 'reflect', got {mode!r}")
+    x = F.conv2d(x, win.view(1, 1, 1, k).expand(c, 1, 1, k), padding=pad_h, groups=c)
+    return F.conv2d(x, win.view(1, 1, k, 1).expand(c, 1, k, 1), padding=pad_v, groups=c)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -36,10 +45,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1
     if a.ndim == 3:
         a, b = a[None], b[None]
     c = a.shape[1]
-    win = _window(window, sigma, a.dtype, a.device)
-    mu = _blur(torch.cat([a, b], 1), win)
+    win = gaussian_window(window, sigma, a.dtype, a.device)
+    mu = blur(torch.cat([a, b], 1), win)
     mu_a, mu_b = mu[:, :c], mu[:, c:]
-    sec = _blur(torch.cat([a * a, b * b, a * b], 1), win)
+    sec = blur(torch.cat([a * a, b * b, a * b], 1), win)
     var_a = sec[:, :c] - mu_a * mu_a
     var_b = sec[:, c:2 * c] - mu_b * mu_b
     cov = sec[:, 2 * c:] - mu_a * mu_b
