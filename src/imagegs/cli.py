@@ -1,4 +1,4 @@
-"""Command-line interface: ``imagegs fit | render | info`` (also ``python -m imagegs``).
+"""Command-line interface: ``imagegs fit | render | encode | decode | info`` (also ``python -m imagegs``).
 
     imagegs fit photo.png -o photo.imgs --gaussians 10000 --render photo_gs.png
     imagegs fit textures/ -o material.imgs            # a folder is a texture stack
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, metrics
+from . import __version__, cli_codec, metrics
 from .container import load, save
 from .fit import SCHEDULES, FitConfig, fit
 from .init import as_image
@@ -282,8 +282,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """``imagegs info``: describe a model file."""
+    """``imagegs info``: describe a model file (raw container or .igs)."""
     path = Path(args.model)
+    if cli_codec.is_igs(path):
+        return cli_codec.print_igs_info(path)
     g, meta = load(path)
     print(f"model      {path} ({_format_bytes(path.stat().st_size)})")
     print(f"size       {g.width}x{g.height} (width x height)")
@@ -375,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample (default: the source's; 16 needs PNG or TIFF)")
     p.set_defaults(func=cmd_render)
+
+    cli_codec.add_parsers(sub, common, alpha_policies=ALPHA_POLICIES)
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file")
