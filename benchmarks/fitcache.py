@@ -4,8 +4,9 @@
 
 ``original(path)`` is the image Lanczos-downscaled to a long side of 1024 (as in fit_images.py);
 ``downscaled(path, f)`` is that image Lanczos-downscaled by ``f`` more. ``fitted(path, f)`` fits
-``downscaled(path, f)`` with the default settings (10k Gaussians, fast schedule, seed 0) once and
-keeps the model as ``<cache>/<stem>_x<f>.imgs``.
+``downscaled(path, f)`` with the default settings (fast schedule, seed 0) and 10000 / f^2 Gaussians
+(the native fits' density: 10k at f = 1) once, and keeps the model as
+``<cache>/<stem>_x<f>_n<N>.imgs``. Fits run image by image (all factors of one image, then the next).
 """
 
 from __future__ import annotations
@@ -45,9 +46,21 @@ def downscaled(path: Path, factor: float) -> Image.Image:
     return im.resize((max(1, round(im.width / factor)), max(1, round(im.height / factor))), Image.LANCZOS)
 
 
-def fitted(path: Path, factor: int = 1, *, cache: Path = DEFAULT_CACHE, num_gaussians: int = 10_000
+def gaussians_for(factor: int, native: int = 10_000) -> int:
+    """Gaussians for a fit of the image downscaled by ``factor``: the same density as ``native``."""
+    return round(native / factor**2)
+
+
+def cached(path: Path, factor: int = 1, *, cache: Path = DEFAULT_CACHE) -> imagegs.Gaussians | None:
+    """The cached fit, or None when it has not been made yet."""
+    file = cache / f"{path.stem}_x{factor}_n{gaussians_for(factor)}.imgs"
+    return imagegs.load(file)[0] if file.exists() else None
+
+
+def fitted(path: Path, factor: int = 1, *, cache: Path = DEFAULT_CACHE, num_gaussians: int | None = None
            ) -> imagegs.Gaussians:
     """The default fit of ``downscaled(path, factor)``, from the cache when there."""
+    num_gaussians = gaussians_for(factor) if num_gaussians is None else num_gaussians
     file = cache / f"{path.stem}_x{factor}_n{num_gaussians}.imgs"
     if file.exists():
         return imagegs.load(file)[0]
@@ -67,8 +80,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--factors", type=int, nargs="+", default=[1])
     args = ap.parse_args(argv)
-    for f in args.factors:
-        for p in image_paths(args.images):
+    for p in image_paths(args.images):
+        for f in args.factors:
             fitted(p, f, cache=args.cache)
 
 

@@ -145,8 +145,9 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k):
         sv[l] = 0.0
     ki = kq.view(np.int64)
     if top_k > 0:
+        # the index bits depend on the tile only, so every chunk of a tile truncates q alike
         nbits = 1
-        while (1 << nbits) < ncand:
+        while (1 << nbits) < length:
             nbits += 1
         lowmask = np.int64((1 << nbits) - 1)
         himask = ~lowmask
@@ -176,17 +177,14 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k):
                     kv = key[l]
                     row_b[l] = min(bv, kv)
                     key[l] = max(bv, kv)
-        for k in range(top_k if ncand > 0 else 0):  # the winners' weights, per lane
+        xi = xq.view(np.int64)
+        for k in range(top_k if ncand > 0 else 0):  # the winners' weights from their keys' q
             row_b = best[k]
             row_c = civ[k]
             for l in range(lanes):
                 row_c[l] = min(row_b[l] & lowmask, ncand - 1)
             for l in range(lanes):
-                ci = row_c[l]
-                dx = lx[l] - cx[ci]
-                dy = ly[l] - cy[ci]
-                qv = ca[ci] * dx * dx + cb[ci] * dx * dy + cc[ci] * dy * dy
-                xq[l] = (qv if qv > 0.0 else 0.0) + co[ci]
+                xi[l] = row_b[l] & himask if row_b[l] != _EMPTY else 0x7FE0000000000000  # huge q: w = 0
             _exp_neg_half(xq, nv, pv, ev, wv, lanes)
             for l in range(lanes):
                 wv[l] = wv[l] if row_b[l] != _EMPTY else 0.0
