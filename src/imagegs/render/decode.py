@@ -22,25 +22,51 @@ def prepare(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, rad
     return m, con, qo, col, offsets, ids
 
 
+def _key_proto(m: np.ndarray) -> np.ndarray:
+    """An empty integer array as wide as the model's floats: the dtype of the selection keys."""
+    return np.empty(0, np.int32 if m.dtype == np.float32 else np.int64)
+
+
 def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
                      height: int, width: int, *, top_k: int, eps: float, qoff: torch.Tensor | None = None,
-                     region: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """Forward-only rasterisation (no autograd) of the whole image or a checked ``region``."""
+                     region: tuple[int, int, int, int] | None = None, stats: dict | None = None
+                     ) -> torch.Tensor:
+    """Forward-only rasterisation (no autograd) of the whole image or a checked ``region``.
+
+    ``stats``: if a dict, receives the kernel's work counts (see ``work_counts``).
+    """
     x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
     m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, qoff, height, width)
     out = np.empty((col.shape[1], y1 - y0, x1 - x0), m.dtype)
-    _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out)
+    tiles = ((x1 - 1) // _decode.TILE - x0 // _decode.TILE + 1) * ((y1 - 1) // _decode.TILE - y0 // _decode.TILE + 1)
+    counts = np.empty((tiles, 4), np.int64)
+    _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
+                   counts, _key_proto(m))
+    if stats is not None:
+        stats.update(work_counts(counts, (x1 - x0) * (y1 - y0)))
     return torch.from_numpy(out)
+
+
+def work_counts(counts: np.ndarray, points: int) -> dict:
+    """Totals of a kernel's per-tile counts: chunks (of 64 lanes), tile-list entries scanned by the
+    pruning, candidates evaluated at every lane, candidates that entered a top K; and points."""
+    total = counts.sum(0)
+    return {"points": int(points), "chunks": int(total[0]), "list_entries": int(total[1]),
+            "candidates": int(total[2]), "insertions": int(total[3])}
 
 
 def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
                   points: torch.Tensor, height: int, width: int, *, top_k: int, eps: float,
-                  qoff: torch.Tensor | None = None) -> torch.Tensor:
-    """Forward-only evaluation at points (P, 2) in output pixels -> (P, C)."""
+                  qoff: torch.Tensor | None = None, stats: dict | None = None) -> torch.Tensor:
+    """Forward-only evaluation at points (P, 2) in output pixels -> (P, C) (``stats`` as above)."""
     m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, qoff, height, width)
     px = _np(points[:, 0], m.dtype)
     py = _np(points[:, 1], m.dtype)
     order, starts = _decode.group_points(px, py, height, width)
     out = np.empty((px.shape[0], col.shape[1]), m.dtype)
-    _decode.decode_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out)
+    counts = np.empty((len(starts) - 1, 4), np.int64)
+    _decode.decode_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out, counts,
+                          _key_proto(m))
+    if stats is not None:
+        stats.update(work_counts(counts, px.shape[0]))
     return torch.from_numpy(out)
