@@ -228,8 +228,23 @@ def test_antialias_gradient_auto_reference_and_cpu_error():
     g = random_gaussians(30, 32, 32, seed=34)
     params = [t.detach().clone().requires_grad_() for t in (g.xy, g.scale, g.rot, g.color)]
     gg = Gaussians(*params, 32, 32)
-    render(gg, 16, 16).sum().backward()  # auto: the reference backend differentiates the filter
+    render(gg, 16, 16, supersample=1).sum().backward()  # auto: the reference differentiates the filter
     assert params[1].grad.abs().sum() > 0
     with pytest.raises(ValueError, match="reference"):
-        render(gg, 16, 16, backend="cpu")
+        render(gg, 16, 16, backend="cpu", supersample=1)
+    # 2 x 2 sub-samples land on the native grid: no prefilter, the training kernel differentiates
+    assert render(gg, 16, 16, backend="cpu").requires_grad
     assert render(gg, 16, 16, backend="cpu", antialias=False).requires_grad
+
+
+def test_supersampling_averages_prefiltered_subsamples():
+    g = random_gaussians(300, 60, 90, seed=35)
+    # 60x90 -> 20x40: 3 x 3 sub-samples (ceil(90/40) = 3 across, 60/20 = 3 down), each prefiltered
+    # for the remaining ratio (2.25 / 3 < 1 across: no widening there)
+    out = render(g, 20, 40)
+    hi = render(g, 60, 120, antialias=False)  # the sub-sample grid, at or above native: unfiltered
+    torch.testing.assert_close(out, torch.nn.functional.avg_pool2d(hi[None], 3)[0], rtol=1e-12, atol=1e-12)
+    only = render(g, 20, 40, supersample=1)  # the prefilter alone
+    assert (only - out).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="supersample"):
+        render(g, 20, 40, supersample=0)

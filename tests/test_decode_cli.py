@@ -40,7 +40,7 @@ def test_region_is_the_crop(model, capsys, tmp_path):
 def test_antialias_options(model, capsys, tmp_path):
     g = load(model)[0]
     for flags, kwargs in (((), {}), (("--no-antialias",), {"antialias": False}),
-                          (("--filter-sigma", "0.8"), {"filter_sigma": 0.8})):
+                          (("--filter-sigma", "0.8", "--supersample", "1"), {"filter_sigma": 0.8, "supersample": 1})):
         rc, _, err = _run(capsys, "render", model, "-o", tmp_path / "a.png", "--width", "20", *flags)
         assert rc == 0, err
         assert np.array_equal(_read(tmp_path / "a.png"), to_uint8(render(g, 17, 20, **kwargs).clamp(0, 1)))
@@ -60,3 +60,8 @@ def test_bad_region_is_a_one_line_error(model, capsys, tmp_path, region, match):
 def test_bad_filter_sigma(model, capsys, tmp_path):
     rc, _, err = _run(capsys, "render", model, "-o", tmp_path / "c.png", "--filter-sigma", "-1")
     assert rc == 2 and "filter_sigma" in err
+
+
+def test_bad_supersample(model, capsys, tmp_path):
+    rc, _, err = _run(capsys, "render", model, "-o", tmp_path / "c.png", "--width", "10", "--supersample", "0")
+    assert rc == 2 and "supersample" in err

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from ..gaussians import Gaussians
-from . import FILTER_SIGMA, _check_gaussians, _check_size, _check_top_k, _needs_grad, _resolve_backend
-from . import project_for, reference
+from . import FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_top_k, _needs_grad, _resolve_backend
+from . import average_subsamples, project_for, reference, supersampling
 
 
 def _check_points(xy, dtype: torch.dtype) -> torch.Tensor:
@@ -31,7 +31,8 @@ def _check_points(xy, dtype: torch.dtype) -> torch.Tensor:
 
 def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width: int | None = None,
                   top_k: int | None = 10, eps: float = 1e-4, antialias: bool = True,
-                  filter_sigma: float = FILTER_SIGMA, backend: str = "auto") -> torch.Tensor:
+                  filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE,
+                  backend: str = "auto") -> torch.Tensor:
     """Evaluate the model at arbitrary continuous points, without rendering the rest of the image.
 
     Args:
@@ -41,7 +42,9 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
             (i, j) of the height x width grid is ((j + 0.5) / width, (i + 0.5) / height).
         height, width: the pixel grid whose tiles (and, below the native size, whose pixel
             footprint for ``antialias``) define the evaluation; default: the native size.
-        top_k, eps, antialias, filter_sigma, backend: as for ``render``.
+        top_k, eps, antialias, filter_sigma, supersample, backend: as for ``render`` (below the
+            native size each point averages sy x sx sub-points spread over its pixel's footprint,
+            evaluated on the sub-sample grid's tiles).
     Returns:
         (P, C) values in the dtype of ``gaussians.xy``. At pixel centres they equal
         ``render(gaussians, height, width)`` at those pixels; elsewhere they are the same blend
@@ -54,16 +57,31 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
     g = gaussians
     _check_gaussians(g)
     dt = g.xy.dtype
-    # scaled in float64, then rounded once: a pixel centre (j + 0.5) / width lands on j + 0.5
-    pts = (_check_points(xy, dt).to(torch.float64) * torch.tensor([float(w), float(h)], dtype=torch.float64))
-    pts = pts.to(device=g.xy.device, dtype=dt)
-    means, conics, radii, qoff = project_for(g, h, w, antialias=antialias, filter_sigma=filter_sigma)
+    sy, sx = supersampling(g, h, w, antialias=antialias, supersample=supersample)
+    hs, ws = _check_size(h * sy, w * sx)
+    # scaled in float64, then rounded once: a pixel centre (j + 0.5) / width lands on j + 0.5 (and
+    # its sub-points on the sub-sample grid's pixel centres)
+    xy64 = _check_points(xy, dt).to(torch.float64)
+    sub = torch.stack([xy64[:, 0] * ws, xy64[:, 1] * hs], 1)  # (P, 2) in sub-sample grid pixels
+    if sy * sx > 1:
+        oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64) + 0.5 - sy / 2,
+                                torch.arange(sx, dtype=torch.float64) + 0.5 - sx / 2, indexing="ij")
+        sub = (sub[:, None, None, :] + torch.stack([ox, oy], -1)[None]).reshape(-1, 2)  # (P sy sx, 2)
+    pts = sub.to(device=g.xy.device, dtype=dt)
+    means, conics, radii, qoff = project_for(g, hs, ws, antialias=antialias, filter_sigma=filter_sigma)
     colors = g.color.to(dt)
     grad = _needs_grad(means, conics, colors, qoff, pts)
     backend = _resolve_backend(backend, pts.device, grad, "random access")
     if backend == "reference":
-        return reference.rasterize_points(means, conics, colors, radii, pts, h, w, top_k=k or None,
+        vals = reference.rasterize_points(means, conics, colors, radii, pts, hs, ws, top_k=k or None,
                                           eps=eps, qoff=qoff)
-    from .decode import points_decode  # imports numba lazily
+    else:
+        from .decode import points_decode  # imports numba lazily
 
-    return points_decode(means, conics, colors, radii, pts, h, w, top_k=k, eps=eps, qoff=qoff)
+        vals = points_decode(means, conics, colors, radii, pts, hs, ws, top_k=k, eps=eps, qoff=qoff)
+    if sy * sx == 1:
+        return vals
+    p, c = xy64.shape[0], colors.shape[1]
+    # (P, sy, sx, C) -> (P C?, ...): the same summation order as ``render``
+    per = vals.reshape(p, sy, sx, c).permute(0, 3, 1, 2).reshape(p * c, sy, 1, sx)
+    return average_subsamples(per, sy, sx).reshape(p, c)
