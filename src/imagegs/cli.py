@@ -4,6 +4,7 @@
     imagegs fit textures/ -o material.imgs            # a folder is a texture stack
     imagegs fit astronaut -o astronaut.imgs           # a scikit-image sample (also skimage:coffee)
     imagegs render photo.imgs -o big.png --scale 2.5
+    imagegs render photo.imgs -o crop.png --scale 4 --region 0,0,512,512   # a window only
     imagegs info photo.imgs
 
 Every expected failure (unreadable image or model, bad option, missing file, unwritable output)
@@ -31,6 +32,7 @@ from .init import as_image
 from .io import ALPHA_POLICIES, Image, read_image, to_uint8, write_images
 from .io import _LETTERS_BY_CHANNELS, _Decoded, _apply_alpha, _write_format
 from .render import BACKENDS, render
+from .render.options import add_decode_options, decode_kwargs
 
 __all__ = ["main", "build_parser", "output_size", "read_source", "set_threads", "SAMPLES"]
 
@@ -274,10 +276,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         depths = [args.bit_depth] * len(groups)
     elif not (isinstance(depths, list) and len(depths) == len(groups) and all(d in (8, 16) for d in depths)):
         depths = [8] * len(groups)
+    options = decode_kwargs(args, h, w)
     with torch.no_grad():
-        pixels = render(g, h, w, top_k=top_k, backend=args.backend).clamp_(0, 1)
+        pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
-        print(f"{p} ({w}x{h}, {_format_bytes(p.stat().st_size)})")
+        print(f"{p} ({pixels.shape[2]}x{pixels.shape[1]}, {_format_bytes(p.stat().st_size)})")
     return 0
 
 
@@ -376,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, metavar="S", help="scale factor > 0, e.g. 2 or 0.5")
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample (default: the source's; 16 needs PNG or TIFF)")
+    add_decode_options(p)  # --region, --no-antialias, --filter-sigma
     p.set_defaults(func=cmd_render)
 
     cli_codec.add_parsers(sub, common, alpha_policies=ALPHA_POLICIES)
