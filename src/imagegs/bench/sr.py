@@ -108,7 +108,7 @@ def _gaussian_budget(lr: np.ndarray, cap: int) -> int:
 
 
 def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path: Path,
-                 budget: int) -> tuple[torch.Tensor, dict]:
+                 budget: int, fit_steps: int | None = None) -> tuple[torch.Tensor, dict]:
     from ..liif.upscale import liif_upscale, resize
 
     info: dict = {}
@@ -126,7 +126,7 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
         info["fit_seconds"] = meta.get("seconds")
     else:
         t0 = time.perf_counter()
-        g = fit(x, num_gaussians=budget)
+        g = fit(x, num_gaussians=budget, **({"max_steps": fit_steps} if fit_steps else {}))
         info["fit_seconds"] = time.perf_counter() - t0
         container.save(g, fit_path, metadata={"seconds": info["fit_seconds"], "gaussians": budget})
     info["gaussians"] = g.num
@@ -137,7 +137,8 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
 def run(*, images: str | None, samples: list[str], scales: list[int], methods: list[str],
         work_dir: Path, out_dir: Path | None, weights: str | None = None, crop: int = 0,
         max_gaussians: int = 10_000, gaussian_scales: list[int] | None = None,
-        gaussian_images: list[str] | None = None, progress: bool = True) -> dict:
+        gaussian_images: list[str] | None = None, fit_steps: int | None = None,
+        progress: bool = True) -> dict:
     """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``)."""
     from tqdm import tqdm
 
@@ -166,7 +167,8 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
                     jobs.append((method, name, hr, s))
     results: list[dict] = []
     for method, name, hr, s in tqdm(jobs, disable=not progress, desc="bench sr", dynamic_ncols=True):
-        key = f"{name}_c{crop}_x{s}_{method}" + (f"_{tag}" if method == "liif" else "")
+        key = f"{name}_c{crop}_x{s}_{method}" + (f"_{tag}" if method == "liif" else "") \
+            + (f"_s{fit_steps}" if method == "gaussians" and fit_steps else "")
         item_path = items_dir / f"{key}.json"
         if item_path.exists():
             results.append(json.loads(item_path.read_text()))
@@ -176,8 +178,9 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
         t0 = time.perf_counter()
         with torch.inference_mode(method != "gaussians"):
             sr, info = _upscale_one(method, lr, hr_crop.shape[0], hr_crop.shape[1], model=model,
-                                    fit_path=fits_dir / f"{name}_c{crop}_x{s}_g{budget}.gsm",
-                                    budget=budget)
+                                    fit_path=fits_dir / f"{name}_c{crop}_x{s}_g{budget}"
+                                                        f"{f'_s{fit_steps}' if fit_steps else ''}.gsm",
+                                    budget=budget, fit_steps=fit_steps)
         item = {"image": name, "scale": s, "method": method,
                 "psnr": shaved_psnr(sr, _chw(hr_crop), s + 6),
                 "seconds": time.perf_counter() - t0, "hr_size": [hr_crop.shape[1], hr_crop.shape[0]],
@@ -318,6 +321,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate the central N x N part of each image (0, the default: all of it)")
     p.add_argument("--max-gaussians", type=int, default=10_000, metavar="N",
                    help="Image-GS budget cap (also at most half the LR pixels; default 10000)")
+    p.add_argument("--fit-steps", type=int, metavar="S",
+                   help="Image-GS fit steps (default: the fast schedule's 1200)")
     p.add_argument("--gaussian-scales", type=_int_list, metavar="LIST",
                    help="run Image-GS only at these scales (default: all)")
     p.add_argument("--gaussian-images", type=_name_list, metavar="NAMES",
@@ -340,6 +345,6 @@ def run_cli(args: argparse.Namespace) -> int:
     summary = run(images=args.images, samples=args.samples, scales=args.scales, methods=args.methods,
                   work_dir=work_dir, out_dir=Path(args.out_dir), weights=args.weights,
                   max_gaussians=args.max_gaussians, crop=args.crop, gaussian_scales=args.gaussian_scales,
-                  gaussian_images=args.gaussian_images, progress=not args.quiet)
+                  gaussian_images=args.gaussian_images, fit_steps=args.fit_steps, progress=not args.quiet)
     print(format_table(summary))
     return 0
