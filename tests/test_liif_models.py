@@ -199,3 +199,27 @@ def test_relative_coordinate_in_latent_units():
     expected = torch.tensor([[0.05, 0.05], [-0.2499, -0.24]]) * 4 + 1
     for out in (model.query_reference(feat, coord, cell), model.query(model.prepare(feat), coord, cell)):
         torch.testing.assert_close(out[0, :, :2], expected, atol=1e-5, rtol=0)
+
+
+def test_fused_and_plain_decoders_agree():
+    model = tiny()
+    h = torch.randn(50, 16)
+    with torch.no_grad():
+        fused = model._decode_hidden(h.clone())
+    model.train()  # training mode takes the plain modules
+    plain = model._decode_hidden(h.clone())
+    expected = model.imnet.layers[1:](h.clone())
+    torch.testing.assert_close(plain, expected)
+    torch.testing.assert_close(fused, expected, atol=1e-6, rtol=1e-5)
+    assert M._FUSED_LINEAR is not None  # the CPU build has oneDNN: the fast path is exercised
+
+
+def test_mlp_without_hidden_layers():
+    model = make({"name": "liif", "args": {
+        "encoder_spec": {"name": "edsr-baseline", "args": {"n_resblocks": 1, "n_feats": 4}},
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": []}}}}).eval()
+    feat = torch.rand(1, 4, 5, 5)
+    coord, cell = random_queries(1, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(model.query(model.prepare(feat), coord, cell),
+                                   model.query_reference(feat, coord, cell), atol=1e-5, rtol=1e-5)

@@ -36,6 +36,9 @@ __all__ = ["MODELS", "register", "make", "make_coord", "EDSR", "RDN", "MLP", "LI
            "default_spec", "ENSEMBLE_EPS", "CLAMP_EPS"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
+# oneDNN's Linear with a fused activation (what torch.compile uses on CPUs); None where missing.
+_FUSED_LINEAR = (getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+                 if torch.backends.mkldnn.is_available() else None)
 ENSEMBLE_EPS = 1e-6  # official eps_shift: keeps a query exactly between two latents off the tie
 CLAMP_EPS = 1e-6  # shifted coordinates are clamped to [-1 + eps, 1 - eps]
 
@@ -395,8 +398,9 @@ class LIIF(nn.Module):
             rel_coord[..., 1] *= w
             extra = torch.cat([rel_coord, rel_cell], dim=-1) if rel_cell is not None else rel_coord
             rows = (base + ij[..., 0] * w + ij[..., 1]).reshape(-1)
-            hidden = torch.addmm(latents.proj.index_select(0, rows), extra.reshape(b * q, -1),
-                                 w_extra.t())
+            hidden = latents.proj.index_select(0, rows)
+            hidden = hidden.addmm_(extra.reshape(b * q, -1), w_extra.t()) if not hidden.requires_grad \
+                else torch.addmm(hidden, extra.reshape(b * q, -1), w_extra.t())
             hiddens.append(hidden)
             rel_coords.append(rel_coord)
         ret = 0
@@ -405,9 +409,24 @@ class LIIF(nn.Module):
         return ret
 
     def _decode_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """The decoder after its first Linear (ReLUs in place: no extra buffers)."""
-        for layer in self.imnet.layers[1:]:
-            h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
+        """The decoder after its first Linear, from that layer's (N, hidden) output.
+
+        Without autograd on a CPU, each hidden Linear + ReLU is one oneDNN call with the bias and
+        ReLU fused into the matrix product (no separate passes over the activations); otherwise
+        plain Linear/ReLU modules. Both compute the same function (float32 rounding aside).
+        """
+        layers = list(self.imnet.layers)
+        if len(layers) == 1:  # no hidden layer: the first Linear was the output layer
+            return h
+        fused = (_FUSED_LINEAR is not None and h.device.type == "cpu" and h.dtype == torch.float32
+                 and not (torch.is_grad_enabled() and (h.requires_grad or self.training)))
+        h = torch.relu_(h) if fused else torch.relu(h)  # the ReLU after the first Linear
+        for i in range(2, len(layers), 2):
+            lin = layers[i]
+            if i + 1 < len(layers):  # Linear, ReLU
+                h = _FUSED_LINEAR(h, lin.weight, lin.bias, "relu", [], "") if fused else torch.relu(lin(h))
+            else:
+                h = lin(h)
         return h
 
     def forward(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor | None = None

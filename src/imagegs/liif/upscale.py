@@ -21,7 +21,7 @@ __all__ = ["METHODS", "upscale", "liif_upscale", "resize", "default_gaussians"]
 
 METHODS = ("liif", "gaussians", "bicubic", "lanczos")
 _PIL_FILTERS = {"bicubic": PILImage.Resampling.BICUBIC, "lanczos": PILImage.Resampling.LANCZOS}
-DEFAULT_BATCH = 32768  # queries per decoder batch: ~4 x 32 MB of activations, near the fastest
+DEFAULT_BATCH = 16384  # queries per decoder batch: 4 x 16 MB of activations
 MAX_GAUSSIANS = 10_000
 
 
