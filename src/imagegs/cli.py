@@ -387,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file")
     p.set_defaults(func=cmd_info)
+
+    from .liif.cli import add_bench_commands as add_liif_bench, add_commands as add_liif_commands
+
+    add_liif_commands(sub)  # upscale, liif weights, liif train
+    bench = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    add_liif_bench(bench_sub)  # bench sr
     return parser
 
 
