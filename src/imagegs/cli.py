@@ -379,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="benchmarks (rd: rate-distortion)",
+                       description="Benchmarks; each is a subcommand.")
+    bench = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
+    from .bench import rd as _bench_rd  # here, not at the top: bench imports from cli
+
+    _bench_rd.add_parser(bench)
     return parser
 
 
