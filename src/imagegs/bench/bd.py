@@ -87,7 +87,7 @@ def bd_psnr(rate_anchor: Sequence[float], psnr_anchor: Sequence[float],
     lo, hi = _overlap(xa, xb, limits, "rate")
     ia = _integral(xa, ya, lo, hi, method, "anchor")
     ib = _integral(xb, yb, lo, hi, method, "test")
-    return (ib - ia) / (hi - lo)
+    return float((ib - ia) / (hi - lo))
 
 
 def bd_rate(rate_anchor: Sequence[float], psnr_anchor: Sequence[float],
@@ -99,4 +99,4 @@ def bd_rate(rate_anchor: Sequence[float], psnr_anchor: Sequence[float],
     lo, hi = _overlap(ya, yb, None, "PSNR")
     ia = _integral(ya, xa, lo, hi, method, "anchor")
     ib = _integral(yb, xb, lo, hi, method, "test")
-    return (10.0 ** ((ib - ia) / (hi - lo)) - 1.0) * 100.0
+    return float((10.0 ** ((ib - ia) / (hi - lo)) - 1.0) * 100.0)

@@ -103,7 +103,7 @@ def _bd(anchor: dict, test: dict) -> dict:
         out["bd_psnr_db"] = bd_psnr(ra, pa, rb, pb, rate_range=BD_RANGE)
         lo = max(min(ra), min(rb), BD_RANGE[0])
         hi = min(max(ra), max(rb), BD_RANGE[1])
-        out["bd_psnr_range_bpp"] = [lo, hi]
+        out["bd_psnr_range_bpp"] = [float(lo), float(hi)]
     except BDError as e:
         out["bd_psnr_error"] = str(e)
     try:
@@ -190,11 +190,11 @@ def _imagegs_targets(curves: dict, bd: dict) -> dict:
         ref_psnr = theirs["results"]["psnr-rgb"][0]
         out[f"{ref}_at_{budget}"] = {"imagegs_bpp": mine[0], "imagegs_psnr": mine[1],
                                      "reference_bpp": theirs["results"]["bpp"][0],
-                                     "reference_psnr": ref_psnr, "met": mine[1] >= ref_psnr}
+                                     "reference_psnr": ref_psnr, "met": bool(mine[1] >= ref_psnr)}
     styl = bd.get("stylised", {}).get("imagegs", {})
     if "bd_psnr_db" in styl:
         out["bd_psnr_vs_jpeg_stylised"] = {"db": styl["bd_psnr_db"], "range_bpp": styl["bd_psnr_range_bpp"],
-                                           "met": styl["bd_psnr_db"] >= 3.0}
+                                           "met": bool(styl["bd_psnr_db"] >= 3.0)}
     return out
 
 
