@@ -21,7 +21,7 @@ is reported, never the target.
 
 Encoder settings are each library's real ones, chosen for quality where that is cheap (details
 in each class's ``description``): JPEG via Pillow's libjpeg-turbo with Huffman optimisation at
-4:2:0 and 4:4:4; WebP method 6; AVIF (libavif via Pillow, default speed 6, 4:2:0); JPEG 2000
+4:2:0 and 4:4:4; WebP method 6; AVIF (libavif via Pillow, default speed 6, 4:2:0 and 4:4:4); JPEG 2000
 (OpenJPEG via Pillow, irreversible 9/7 wavelet, rate targeted by compression ratio); JPEG XL
 (libjxl via pillow-jxl-plugin, effort 7, the quality <-> distance mapping of cjxl); BC1 and BC7
 from etcpak (BC7: bc7enc at its highest level, linear channel weights), decoded by
@@ -159,6 +159,10 @@ class PillowCodec(Codec):
 
 def _jpeg(subsampling: int) -> Callable[[float], dict]:
     return lambda q: {"quality": int(q), "subsampling": subsampling, "optimize": True}
+
+
+def _avif(subsampling: str) -> Callable[[float], dict]:
+    return lambda q: {"quality": int(q), "speed": 6, "subsampling": subsampling}
 
 
 # JPEG 2000's knob is the target rate; OpenJPEG takes it as a compression ratio (24 bpp / rate).
@@ -365,6 +369,7 @@ class ImagegsCodec(Codec):
 
 def _make_codecs() -> dict[str, Callable[[], Codec]]:
     jpeg = "Pillow JPEG (libjpeg-turbo), quality 1-100, optimised Huffman tables"
+    avif = "Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the avifenc and Pillow default)"
     makers: dict[str, Callable[[], Codec]] = {
         "jpeg-420": lambda: PillowCodec("jpeg-420", "JPEG 4:2:0", "JPEG", range(1, 101), _jpeg(2),
                                         f"{jpeg}, 4:2:0 chroma subsampling"),
@@ -373,10 +378,10 @@ def _make_codecs() -> dict[str, Callable[[], Codec]]:
         "webp": lambda: PillowCodec("webp", "WebP", "WEBP", range(0, 101),
                                     lambda q: {"quality": int(q), "method": 6},
                                     "Pillow WebP (libwebp), lossy, quality 0-100, method 6 (slowest, best)"),
-        "avif": lambda: PillowCodec("avif", "AVIF", "AVIF", range(0, 101),
-                                    lambda q: {"quality": int(q), "speed": 6, "subsampling": "4:2:0"},
-                                    "Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the "
-                                    "avifenc and Pillow default), 4:2:0"),
+        "avif": lambda: PillowCodec("avif", "AVIF 4:2:0", "AVIF", range(0, 101), _avif("4:2:0"),
+                                    f"{avif}, 4:2:0 chroma subsampling (the default)"),
+        "avif-444": lambda: PillowCodec("avif-444", "AVIF 4:4:4", "AVIF", range(0, 101), _avif("4:4:4"),
+                                        f"{avif}, 4:4:4 (no chroma subsampling)"),
         "jpeg2000": lambda: PillowCodec("jpeg2000", "JPEG 2000", "JPEG2000", _J2K_RATES, _j2k,
                                         "Pillow JPEG 2000 (OpenJPEG), irreversible 9/7 wavelet, "
                                         "one quality layer at a target rate (compression ratio "
@@ -396,7 +401,7 @@ def _make_codecs() -> dict[str, Callable[[], Codec]]:
 
 
 CODECS = _make_codecs()
-BASELINES = ("jpeg-420", "jpeg-444", "webp", "avif", "jpeg2000", "jpegxl")
+BASELINES = ("jpeg-420", "jpeg-444", "webp", "avif", "avif-444", "jpeg2000", "jpegxl")
 TEXTURES = ("bc1", "bc7") + tuple(f"astc-{s}x{s}" for s in (4, 5, 6, 8, 10, 12))
 
 
