@@ -61,7 +61,7 @@ def plot_panel(ax, docs: dict, metric: str, title: str) -> None:
 
 def _legend(ax, size: int) -> None:
     if ax.get_legend_handles_labels()[0]:  # no curve (e.g. MS-SSIM of small images): no legend
-        ax.legend(fontsize=size, loc="lower right")
+        ax.legend(fontsize=size, loc="upper left")
 
 
 def _save(fig, path: Path) -> Path:
