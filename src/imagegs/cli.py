@@ -388,12 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="model file")
     p.set_defaults(func=cmd_info)
 
+    from .bench import rd as _bench_rd  # here, not at the top: bench imports from cli
     from .liif.cli import add_bench_commands as add_liif_bench, add_commands as add_liif_commands
 
     add_liif_commands(sub)  # upscale, liif weights, liif train
-    bench = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    bench = sub.add_parser("bench", help="benchmarks (sr: super-resolution, rd: rate-distortion)",
+                           description="Benchmarks; each is a subcommand.")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     add_liif_bench(bench_sub)  # bench sr
+    _bench_rd.add_parser(bench_sub)  # bench rd
     return parser
 
 
