@@ -104,6 +104,8 @@ def test_cli_encode_decode_info(tmp_path, coffee, capsys):
     png = tmp_path / "d.png"
     assert main(["decode", str(out), "-o", str(png), "--scale", "2", "--lod", "2"]) == 0
     assert Image.open(png).size == (144, 96)
+    assert main(["decode", str(out), "-o", str(png), "--scale", "0.5", "--region", "4,2,20,14"]) == 0
+    assert Image.open(png).size == (16, 12)
     # errors: one line, exit 2, nothing written
     bad = tmp_path / "bad.igs"
     bad.write_bytes(out.read_bytes()[:-5])

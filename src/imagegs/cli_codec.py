@@ -97,15 +97,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     h, w = output_size(g.height, g.width, out_width=args.width, out_height=args.height, scale=args.scale)
     top_k = _top_k_arg(args.top_k) if args.top_k is not None else header.top_k
     from .render import render
+    from .render.options import decode_kwargs
 
+    options = decode_kwargs(args, h, w)
     with torch.no_grad():
-        pixels = render(g, h, w, top_k=top_k, backend=args.backend).clamp_(0, 1)
+        pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     groups = header.groups or [("image", header.channels)]
     depths = header.metadata.get("bit_depths")
     if not (isinstance(depths, list) and len(depths) == len(groups) and all(d in (8, 16) for d in depths)):
         depths = [8] * len(groups)
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
-        print(f"{p} ({w}x{h}, {_format_bytes(p.stat().st_size)}, {g.num} Gaussians)")
+        print(f"{p} ({pixels.shape[2]}x{pixels.shape[1]}, {_format_bytes(p.stat().st_size)}, {g.num} Gaussians)")
     return 0
 
 
@@ -180,4 +182,7 @@ def add_parsers(sub, common: argparse.ArgumentParser, *, alpha_policies) -> None
     p.add_argument("--height", type=int, metavar="H", help="output height (alone: keep aspect ratio)")
     p.add_argument("--scale", type=float, metavar="S", help="scale factor > 0")
     p.add_argument("--lod", type=int, metavar="L", help="levels of detail to use (default all)")
+    from .render.options import add_decode_options
+
+    add_decode_options(p)  # --region, --no-antialias, --supersample, --filter-sigma
     p.set_defaults(func=cmd_decode)
