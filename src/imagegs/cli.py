@@ -154,6 +154,16 @@ def output_size(height: int, width: int, *, out_width: int | None = None,
     return h, w
 
 
+def output_depths(groups: list, stored, override: int | None = None) -> list[int]:
+    """Bits per sample to write each channel group with: ``override``, else the source's depths
+    stored with the model when they are valid, else 8."""
+    if override is not None:
+        return [override] * len(groups)
+    if isinstance(stored, list) and len(stored) == len(groups) and all(d in (8, 16) for d in stored):
+        return stored
+    return [8] * len(groups)
+
+
 def _top_k_arg(top_k: int) -> int | None:
     """--top-k value -> render/fit top_k (0 = every Gaussian of the tile, i.e. None)."""
     if not 0 <= top_k <= 64:
@@ -271,11 +281,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         found, top_k = _fit_top_k(metadata)
         top_k = top_k if found else DEFAULT_TOP_K
     groups = g.groups or [("image", g.channels)]
-    depths = metadata.get("bit_depths")
-    if args.bit_depth is not None:
-        depths = [args.bit_depth] * len(groups)
-    elif not (isinstance(depths, list) and len(depths) == len(groups) and all(d in (8, 16) for d in depths)):
-        depths = [8] * len(groups)
+    depths = output_depths(groups, metadata.get("bit_depths"), args.bit_depth)
     options = decode_kwargs(args, h, w)
     with torch.no_grad():
         pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)

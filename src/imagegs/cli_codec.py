@@ -86,7 +86,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from .cli import _check_output, _format_bytes, _top_k_arg, output_size, set_threads
+    from .cli import _check_output, _format_bytes, _top_k_arg, output_depths, output_size, set_threads
     from .io import write_images
 
     out = Path(args.output)
@@ -103,9 +103,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     with torch.no_grad():
         pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     groups = header.groups or [("image", header.channels)]
-    depths = header.metadata.get("bit_depths")
-    if not (isinstance(depths, list) and len(depths) == len(groups) and all(d in (8, 16) for d in depths)):
-        depths = [8] * len(groups)
+    depths = output_depths(groups, header.metadata.get("bit_depths"))
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
         print(f"{p} ({pixels.shape[2]}x{pixels.shape[1]}, {_format_bytes(p.stat().st_size)}, {g.num} Gaussians)")
     return 0
