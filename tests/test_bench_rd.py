@@ -466,3 +466,15 @@ def test_cli_bench_rd(folder, tmp_path, capsys):
     assert err.startswith("imagegs: error: ") and "no images" in err and err.count("\n") == 1
     assert main(["bench", "rd", "--images", str(folder), "--out", str(out), "--codecs", "png"]) == 2
     assert "unknown codec 'png'" in capsys.readouterr().err
+
+
+def test_report_skips_records_of_unknown_codecs(folder, tmp_path):
+    from imagegs.bench.report import write_report
+
+    out = tmp_path / "o"
+    rd.run_rd(folder, out, bpp="1,2", codecs="jpeg-420", progress=False, report=False)
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    recs.append(dict(recs[0], codec="retired-codec"))
+    summary = write_report(recs, out, images=sorted({r["image"] for r in recs}), targets=(1.0, 2.0))
+    assert not (out / "json" / "all" / "retired-codec.json").exists()
+    assert (out / "json" / "all" / "jpeg-420.json").exists() and summary["bd"]["all"] == {}
