@@ -323,9 +323,10 @@ def test_run_resumes_after_interruption(folder, tmp_path, monkeypatch):
     rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
     got = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert _strip(got) == _strip(expected)
-    # the first image's jpeg-420 records (3) and webp's first (1) were done: jpeg-420 is not
-    # encoded again for that image, and nothing at all is encoded on a third run
+    # every record is appended once: the 4 finished before the interruption were not redone
+    # (a redone one would be a second line with the same key), and a third run encodes nothing
     assert len(got) == len(expected)
+    assert len({(r["codec"], r["image"], r["target_bpp"]) for r in got}) == len(got)
     made.clear()
     rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
     assert sum(len(v) for v in made.values()) == 0
