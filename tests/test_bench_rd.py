@@ -323,9 +323,10 @@ def test_run_resumes_after_interruption(folder, tmp_path, monkeypatch):
     rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
     got = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert _strip(got) == _strip(expected)
-    # the first image's jpeg-420 records (3) and webp's first (1) were done: jpeg-420 is not
-    # encoded again for that image, and nothing at all is encoded on a third run
+    # every record is appended once: the 4 finished before the interruption were not redone
+    # (a redone one would be a second line with the same key), and a third run encodes nothing
     assert len(got) == len(expected)
+    assert len({(r["codec"], r["image"], r["target_bpp"]) for r in got}) == len(got)
     made.clear()
     rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
     assert sum(len(v) for v in made.values()) == 0
@@ -466,3 +467,15 @@ def test_cli_bench_rd(folder, tmp_path, capsys):
     assert err.startswith("imagegs: error: ") and "no images" in err and err.count("\n") == 1
     assert main(["bench", "rd", "--images", str(folder), "--out", str(out), "--codecs", "png"]) == 2
     assert "unknown codec 'png'" in capsys.readouterr().err
+
+
+def test_report_skips_records_of_unknown_codecs(folder, tmp_path):
+    from imagegs.bench.report import write_report
+
+    out = tmp_path / "o"
+    rd.run_rd(folder, out, bpp="1,2", codecs="jpeg-420", progress=False, report=False)
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    recs.append(dict(recs[0], codec="retired-codec"))
+    summary = write_report(recs, out, images=sorted({r["image"] for r in recs}), targets=(1.0, 2.0))
+    assert not (out / "json" / "all" / "retired-codec.json").exists()
+    assert (out / "json" / "all" / "jpeg-420.json").exists() and summary["bd"]["all"] == {}
