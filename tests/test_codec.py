@@ -27,6 +27,8 @@ def test_fit_reports_levels_and_lod_training(coffee):
     g2 = fit(coffee, num_gaussians=400, max_steps=120, lod_training=True)
     assert g2.fit_info["levels"] == [200, 100, 100]
     assert not torch.equal(g.xy, g2.xy)
+    with pytest.raises(ValueError, match="lod_every"):
+        fit(coffee, num_gaussians=400, lod_training=True, lod_every=0)
 
 
 def test_quantisation_aware_fit_sees_the_file(coffee):

@@ -66,9 +66,11 @@ class FitConfig:
     # The render sees the values the .igs file will hold (straight-through estimator).
     quant_bits: tuple[int, int, int, int] | None = None
     quant_start: float = 0.0  # share of max_steps fitted in float before quantisation starts
-    # Level-of-detail training: on every other step after the first addition, fit the render of a
-    # random coarser prefix (whole levels) instead of the full set, so each level stands alone.
+    # Level-of-detail training: on one step in ``lod_every`` after the first addition, fit the
+    # render of a random coarser prefix (whole levels) instead of the full set, so each level
+    # stands alone (astronaut, every 2nd step: coarsest level +11 dB, full image -1.3 dB).
     lod_training: bool = False
+    lod_every: int = 2
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -95,6 +97,7 @@ class FitConfig:
         need(self.backend in BACKENDS, f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.quant_bits is not None:
             Bits(*self.quant_bits)  # validates
+        need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
         need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
 
 
@@ -219,7 +222,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     try:
         for step in range(1, max_steps + 1):
             prefix = None
-            if cfg.lod_training and len(levels) > 1 and step % 2:
+            if cfg.lod_training and len(levels) > 1 and step % cfg.lod_every == 1 % cfg.lod_every:
                 prefix = sum(levels[:int(rng.integers(1, len(levels)))])
             img = draw(opt.params, prefix)
             loss = loss_fn(img)
