@@ -137,6 +137,30 @@ def random_access(g: imagegs.Gaussians, points: int, runs: int, seed: int = 0) -
             "points_per_s": points / total * 1000, "points_per_cpu_s": points / cpu * 1000, "counts": stats, **macs(stats, g.channels)}
 
 
+def table(result: dict) -> str:
+    """Markdown table of a result (one row per model and measurement)."""
+    lines = [f"Decode speed, {result['threads']} threads, medians of {result['runs']} runs (load average at the end: "
+             f"{', '.join(result['machine']['loadavg_at_end'] or ['?'])})", "",
+             "| model (native size) | measurement | wall (ms) | CPU, both threads (ms) | rate | MACs per pixel |",
+             "|---|---|---|---|---|---|"]
+    for r in result["models"]:
+        name = f"{r['model']} ({r['native'][0]}x{r['native'][1]})"
+        for key in ("square_2048", "long_side_2048"):
+            v = r[key]
+            lines.append(f"| {name} | full decode {v['width']}x{v['height']} (setup {v['projection_and_binning_ms']:.0f} ms) "
+                         f"| {v['total_ms']:.0f} | {v['cpu_ms']:.0f} | {v['megapixels_per_s']:.1f} Mpixel/s "
+                         f"| {v['macs_per_point']:.0f} |")
+        k = r["kernels_2048"]
+        lines.append(f"| {name} | kernels alone at 2048x2048: training forward / decode | "
+                     f"{k['training_forward_ms']:.0f} / {k['decode_ms']:.0f} | {k['training_forward_cpu_ms']:.0f} / "
+                     f"{k['decode_cpu_ms']:.0f} | decode {k['speedup_cpu']:.2f}x faster (CPU) | |")
+        for v in r["random_access"]:
+            lines.append(f"| {name} | random access, {v['points']:,} points | {v['total_ms']:.0f} | {v['cpu_ms']:.0f} "
+                         f"| {v['points_per_s'] / 1e6:.2f} M points/s ({v['points_per_cpu_s'] / 1e6:.2f} M per CPU-s) "
+                         f"| {v['macs_per_point']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, nargs="*", help="model files (default: the cached fits)")
@@ -144,7 +168,11 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--points", type=int, nargs="+", default=[100_000, 5_000_000])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--table-only", action="store_true", help="print the table of an existing --json")
     args = ap.parse_args(argv)
+    if args.table_only:
+        print(table(json.loads(args.json.read_text())))
+        return
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
     if args.models:
@@ -184,6 +212,7 @@ def main(argv=None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(result, indent=1)))
     print(json.dumps(summary, indent=1))
+    print(table(json.loads(json.dumps(result))))
 
 
 if __name__ == "__main__":

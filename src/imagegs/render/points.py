@@ -75,8 +75,10 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
         _bad_values(xy64)
         sub = torch.stack([xy64[:, 0] * ws, xy64[:, 1] * hs], 1)  # (P, 2)
         if sy * sx > 1:
-            oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64) + 0.5 - sy / 2,
-                                    torch.arange(sx, dtype=torch.float64) + 0.5 - sx / 2, indexing="ij")
+            dev = xy64.device
+            oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64, device=dev) + 0.5 - sy / 2,
+                                    torch.arange(sx, dtype=torch.float64, device=dev) + 0.5 - sx / 2,
+                                    indexing="ij")
             sub = (sub[:, None, None, :] + torch.stack([ox, oy], -1)[None]).reshape(-1, 2)  # (P sy sx, 2)
         pts = sub.to(device=g.xy.device, dtype=dt)
         vals = reference.rasterize_points(means, conics, colors, radii, pts, hs, ws, top_k=k or None,
@@ -85,7 +87,7 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
         from ._decode import scale_points  # imports numba lazily
         from .decode import points_decode
 
-        xy_np = np.ascontiguousarray(xy64.detach().numpy())
+        xy_np = np.ascontiguousarray(xy64.detach().cpu().numpy())
         npt = xy_np.shape[0] * sy * sx
         ndt = np.float32 if dt == torch.float32 else np.float64
         px, py = np.empty(npt, ndt), np.empty(npt, ndt)
