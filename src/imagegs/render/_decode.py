@@ -241,8 +241,13 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k):
         for l in range(lanes):
             kq[l] = row_q[l]
         jj = it(j)
+        nsel = 0
         for l in range(lanes):
-            key[l] = ((ki[l] & himask) | jj) <= worst[l]
+            sel = ((ki[l] & himask) | jj) <= worst[l]
+            key[l] = sel
+            nsel += sel
+        if nsel == 0:  # a winner in no lane: adds zeros only
+            continue
         _exp(row_q, wv, ev, x64, n64, p64, e64)
         for l in range(lanes):
             wv[l] = wv[l] if key[l] != 0 else f(0.0)
@@ -431,3 +436,30 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
                 i = order[c0 + l]
                 for ch in range(ncol):
                     out[i, ch] = acc[ch, l]
+
+
+@njit(cache=True)
+def scale_points(xy, width, height, sy, sx, px, py):
+    """Points (P, 2) in [0, 1]^2 (float64) -> sub-points in grid pixels, written to px, py (P*sy*sx,).
+
+    Point p's sub-point (a, b) is (x width + b + 0.5 - sx/2, y height + a + 0.5 - sy/2), at index
+    (p sy + a) sx + b; plain IEEE arithmetic (no fastmath: no fused multiply-add), so the values
+    match the same formula in torch. Returns 0, or 1 for a non-finite point, 2 for one outside
+    [0, 1]^2 (the first problem found).
+    """
+    n = xy.shape[0]
+    for p in range(n):
+        x = xy[p, 0]
+        y = xy[p, 1]
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return 1
+        if x < 0.0 or x > 1.0 or y < 0.0 or y > 1.0:
+            return 2
+        gx = x * width
+        gy = y * height
+        for a in range(sy):
+            for b in range(sx):
+                i = (p * sy + a) * sx + b
+                px[i] = gx + (b + 0.5 - sx / 2) if sx > 1 else gx
+                py[i] = gy + (a + 0.5 - sy / 2) if sy > 1 else gy
+    return 0

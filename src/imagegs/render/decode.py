@@ -56,12 +56,19 @@ def work_counts(counts: np.ndarray, points: int) -> dict:
 
 
 def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
-                  points: torch.Tensor, height: int, width: int, *, top_k: int, eps: float,
-                  qoff: torch.Tensor | None = None, stats: dict | None = None) -> torch.Tensor:
-    """Forward-only evaluation at points (P, 2) in output pixels -> (P, C) (``stats`` as above)."""
+                  points: torch.Tensor | tuple[np.ndarray, np.ndarray], height: int, width: int, *,
+                  top_k: int, eps: float, qoff: torch.Tensor | None = None, stats: dict | None = None
+                  ) -> torch.Tensor:
+    """Forward-only evaluation at points -> (P, C) (``stats`` as above).
+
+    ``points``: (P, 2) tensor (x, y) in output pixels, or the pair of coordinate arrays (px, py).
+    """
     m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, qoff, height, width)
-    px = _np(points[:, 0], m.dtype)
-    py = _np(points[:, 1], m.dtype)
+    if isinstance(points, tuple):
+        px, py = (np.ascontiguousarray(a, dtype=m.dtype) for a in points)
+    else:
+        px = _np(points[:, 0], m.dtype)
+        py = _np(points[:, 1], m.dtype)
     order, starts = _decode.group_points(px, py, height, width)
     out = np.empty((px.shape[0], col.shape[1]), m.dtype)
     counts = np.empty((len(starts) - 1, 4), np.int64)

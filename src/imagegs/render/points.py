@@ -10,7 +10,8 @@ from . import FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_t
 from . import average_subsamples, project_for, reference, supersampling
 
 
-def _check_points(xy, dtype: torch.dtype) -> torch.Tensor:
+def _as_points(xy, dtype: torch.dtype) -> torch.Tensor:
+    """``xy`` as a (P, 2) tensor of real numbers (shape and type checked, values not yet)."""
     if isinstance(xy, np.ndarray):
         xy = torch.from_numpy(xy)
     if not isinstance(xy, torch.Tensor):
@@ -22,11 +23,15 @@ def _check_points(xy, dtype: torch.dtype) -> torch.Tensor:
         raise ValueError(f"xy must have shape (P, 2), got {tuple(xy.shape)}")
     if not (xy.dtype.is_floating_point or xy.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"xy must hold real numbers, got {xy.dtype}")
-    if not torch.isfinite(xy).all():
-        raise ValueError("xy contains NaN or infinite values")
-    if xy.numel() and (xy.min() < 0 or xy.max() > 1):
-        raise ValueError(f"xy must lie in [0, 1]^2, got values in [{float(xy.min()):g}, {float(xy.max()):g}]")
     return xy
+
+
+def _bad_values(xy: torch.Tensor, status: int | None = None) -> None:
+    """Raise the ValueError for non-finite or out-of-range points (``status`` from the kernel)."""
+    if status == 1 or (status is None and not torch.isfinite(xy).all()):
+        raise ValueError("xy contains NaN or infinite values")
+    if status == 2 or (status is None and xy.numel() and (xy.min() < 0 or xy.max() > 1)):
+        raise ValueError(f"xy must lie in [0, 1]^2, got values in [{float(xy.min()):g}, {float(xy.max()):g}]")
 
 
 def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width: int | None = None,
@@ -59,26 +64,37 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
     dt = g.xy.dtype
     sy, sx = supersampling(g, h, w, antialias=antialias, supersample=supersample)
     hs, ws = _check_size(h * sy, w * sx)
-    # scaled in float64, then rounded once: a pixel centre (j + 0.5) / width lands on j + 0.5 (and
-    # its sub-points on the sub-sample grid's pixel centres)
-    xy64 = _check_points(xy, dt).to(torch.float64)
-    sub = torch.stack([xy64[:, 0] * ws, xy64[:, 1] * hs], 1)  # (P, 2) in sub-sample grid pixels
-    if sy * sx > 1:
-        oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64) + 0.5 - sy / 2,
-                                torch.arange(sx, dtype=torch.float64) + 0.5 - sx / 2, indexing="ij")
-        sub = (sub[:, None, None, :] + torch.stack([ox, oy], -1)[None]).reshape(-1, 2)  # (P sy sx, 2)
-    pts = sub.to(device=g.xy.device, dtype=dt)
+    xy64 = _as_points(xy, dt).to(torch.float64)
     means, conics, radii, qoff = project_for(g, hs, ws, antialias=antialias, filter_sigma=filter_sigma)
     colors = g.color.to(dt)
-    grad = _needs_grad(means, conics, colors, qoff, pts)
-    backend = _resolve_backend(backend, pts.device, grad, "random access")
+    grad = _needs_grad(means, conics, colors, qoff, xy64)
+    backend = _resolve_backend(backend, g.xy.device, grad, "random access")
+    # Sub-points in sub-sample grid pixels: x ws + b + 0.5 - sx / 2 (likewise y), in float64, then
+    # rounded once: a pixel centre (j + 0.5) / width lands on the grid's pixel centres.
     if backend == "reference":
+        _bad_values(xy64)
+        sub = torch.stack([xy64[:, 0] * ws, xy64[:, 1] * hs], 1)  # (P, 2)
+        if sy * sx > 1:
+            dev = xy64.device
+            oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64, device=dev) + 0.5 - sy / 2,
+                                    torch.arange(sx, dtype=torch.float64, device=dev) + 0.5 - sx / 2,
+                                    indexing="ij")
+            sub = (sub[:, None, None, :] + torch.stack([ox, oy], -1)[None]).reshape(-1, 2)  # (P sy sx, 2)
+        pts = sub.to(device=g.xy.device, dtype=dt)
         vals = reference.rasterize_points(means, conics, colors, radii, pts, hs, ws, top_k=k or None,
                                           eps=eps, qoff=qoff)
     else:
-        from .decode import points_decode  # imports numba lazily
+        from ._decode import scale_points  # imports numba lazily
+        from .decode import points_decode
 
-        vals = points_decode(means, conics, colors, radii, pts, hs, ws, top_k=k, eps=eps, qoff=qoff)
+        xy_np = np.ascontiguousarray(xy64.detach().cpu().numpy())
+        npt = xy_np.shape[0] * sy * sx
+        ndt = np.float32 if dt == torch.float32 else np.float64
+        px, py = np.empty(npt, ndt), np.empty(npt, ndt)
+        status = scale_points(xy_np, float(ws), float(hs), sy, sx, px, py)
+        if status:
+            _bad_values(xy64, status)
+        vals = points_decode(means, conics, colors, radii, (px, py), hs, ws, top_k=k, eps=eps, qoff=qoff)
     if sy * sx == 1:
         return vals
     p, c = xy64.shape[0], colors.shape[1]
