@@ -278,20 +278,31 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def format_table(summary: dict) -> str:
-    """Markdown table: mean PSNR per scale and method, LIIF's gain next to the paper's."""
-    table = summary["table"]
+    """Markdown table: mean PSNR per scale and method, gains over bicubic (LIIF: with the paper's).
+
+    Image-GS may cover fewer images than the others: its column gives (images) and its gain is
+    over bicubic on those same images.
+    """
+    table = {m: {int(s): r for s, r in rows.items()} for m, rows in summary["table"].items()}
+    sanity = {int(s): v for s, v in summary["liif_gain_vs_paper"].items()}
     scales = sorted({s for rows in table.values() for s in rows})
     methods = [m for m in METHODS if m in table]
-    head = "| scale | " + " | ".join(methods) + " | LIIF gain (ours) | LIIF gain (paper) | ratio |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    names = {"liif": "LIIF", "bicubic": "bicubic", "lanczos": "Lanczos", "gaussians": "Image-GS"}
+    head = ["scale"] + [names[m] for m in methods] + ["LIIF gain", "paper's gain", "ratio"]
+    if "gaussians" in table:
+        head.append("Image-GS gain")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in scales:
-        cells = []
+        cells = [f"x{s}"]
         for m in methods:
             r = table[m].get(s)
-            cells.append(f"{r['psnr']:.2f}" + (f" ({r['images']})" if m == "gaussians" else "") if r else "")
-        san = summary["liif_gain_vs_paper"].get(s)
-        extra = (f"{san['ours']:+.2f} | {san['paper']:+.2f} | {san['fraction']:.0%}" if san else " | | ")
-        lines.append(f"| x{s} | " + " | ".join(cells) + f" | {extra} |")
+            cells.append("" if r is None else f"{r['psnr']:.2f}" + (f" ({r['images']})" if m == "gaussians" else ""))
+        san = sanity.get(s)
+        cells += [f"{san['ours']:+.2f}", f"{san['paper']:+.2f}", f"{san['fraction']:.0%}"] if san else ["", "", ""]
+        if "gaussians" in table:
+            g = table["gaussians"].get(s)
+            cells.append(f"{g['gain_over_bicubic']:+.2f}" if g and g["gain_over_bicubic"] is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
