@@ -256,11 +256,17 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for m, rows in summary["table"].items():
+    table = {m: {int(k): r for k, r in rows.items()} for m, rows in summary["table"].items()}
+    full = {k: r["images"] for k, r in table.get("bicubic", {}).items()}
+    for m, rows in table.items():
         s = sorted(rows)
-        a.plot(s, [rows[k]["psnr"] for k in s], "o-", label=m)
+        subset = any(rows[k]["images"] < full.get(k, 0) for k in s)
+        if not subset:  # a mean over fewer images is not comparable: shown as a gain only
+            a.plot(s, [rows[k]["psnr"] for k in s], "o-", label=m)
         if m != "bicubic":
-            b.plot(s, [rows[k]["gain_over_bicubic"] for k in s], "o-", label=f"{m} (ours)")
+            n = max(rows[k]["images"] for k in s)
+            b.plot(s, [rows[k]["gain_over_bicubic"] for k in s], "o-",
+                   label=f"{m} (ours{f', {n} images' if subset else ''})")
     ps = sorted(PAPER["liif"])
     b.plot(ps, [PAPER["liif"][k] - PAPER["bicubic"][k] for k in ps], "k--", label="LIIF, paper (DIV2K)")
     for ax, title in ((a, "mean PSNR (dB), RGB, shave s + 6"), (b, "gain over bicubic (dB)")):
