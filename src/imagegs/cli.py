@@ -1,9 +1,10 @@
-"""Command-line interface: ``imagegs fit | render | info`` (also ``python -m imagegs``).
+"""Command-line interface: ``imagegs fit | render | encode | decode | info`` (also ``python -m imagegs``).
 
     imagegs fit photo.png -o photo.imgs --gaussians 10000 --render photo_gs.png
     imagegs fit textures/ -o material.imgs            # a folder is a texture stack
     imagegs fit astronaut -o astronaut.imgs           # a scikit-image sample (also skimage:coffee)
     imagegs render photo.imgs -o big.png --scale 2.5
+    imagegs render photo.imgs -o crop.png --scale 4 --region 0,0,512,512   # a window only
     imagegs info photo.imgs
 
 Every expected failure (unreadable image or model, bad option, missing file, unwritable output)
@@ -24,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, metrics
+from . import __version__, cli_codec, metrics
 from .container import load, save
 from .fit import SCHEDULES, FitConfig, fit
 from .init import as_image
 from .io import ALPHA_POLICIES, Image, read_image, to_uint8, write_images
 from .io import _LETTERS_BY_CHANNELS, _Decoded, _apply_alpha, _write_format
 from .render import BACKENDS, render
+from .render.options import add_decode_options, decode_kwargs
 
 __all__ = ["main", "build_parser", "output_size", "read_source", "set_threads", "SAMPLES"]
 
@@ -152,6 +154,16 @@ def output_size(height: int, width: int, *, out_width: int | None = None,
     return h, w
 
 
+def output_depths(groups: list, stored, override: int | None = None) -> list[int]:
+    """Bits per sample to write each channel group with: ``override``, else the source's depths
+    stored with the model when they are valid, else 8."""
+    if override is not None:
+        return [override] * len(groups)
+    if isinstance(stored, list) and len(stored) == len(groups) and all(d in (8, 16) for d in stored):
+        return stored
+    return [8] * len(groups)
+
+
 def _top_k_arg(top_k: int) -> int | None:
     """--top-k value -> render/fit top_k (0 = every Gaussian of the tile, i.e. None)."""
     if not 0 <= top_k <= 64:
@@ -269,21 +281,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         found, top_k = _fit_top_k(metadata)
         top_k = top_k if found else DEFAULT_TOP_K
     groups = g.groups or [("image", g.channels)]
-    depths = metadata.get("bit_depths")
-    if args.bit_depth is not None:
-        depths = [args.bit_depth] * len(groups)
-    elif not (isinstance(depths, list) and len(depths) == len(groups) and all(d in (8, 16) for d in depths)):
-        depths = [8] * len(groups)
+    depths = output_depths(groups, metadata.get("bit_depths"), args.bit_depth)
+    options = decode_kwargs(args, h, w)
     with torch.no_grad():
-        pixels = render(g, h, w, top_k=top_k, backend=args.backend).clamp_(0, 1)
+        pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
-        print(f"{p} ({w}x{h}, {_format_bytes(p.stat().st_size)})")
+        print(f"{p} ({pixels.shape[2]}x{pixels.shape[1]}, {_format_bytes(p.stat().st_size)})")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """``imagegs info``: describe a model file."""
+    """``imagegs info``: describe a model file (raw container or .igs)."""
     path = Path(args.model)
+    if cli_codec.is_igs(path):
+        return cli_codec.print_igs_info(path)
     g, meta = load(path)
     print(f"model      {path} ({_format_bytes(path.stat().st_size)})")
     print(f"size       {g.width}x{g.height} (width x height)")
@@ -374,18 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, metavar="S", help="scale factor > 0, e.g. 2 or 0.5")
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample (default: the source's; 16 needs PNG or TIFF)")
+    add_decode_options(p)  # --region, --no-antialias, --filter-sigma
     p.set_defaults(func=cmd_render)
+
+    cli_codec.add_parsers(sub, common, alpha_policies=ALPHA_POLICIES)
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file")
     p.set_defaults(func=cmd_info)
 
+    from .bench import rd as _bench_rd  # here, not at the top: bench imports from cli
     from .liif.cli import add_bench_commands as add_liif_bench, add_commands as add_liif_commands
 
     add_liif_commands(sub)  # upscale, liif weights, liif train
-    bench = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    bench = sub.add_parser("bench", help="benchmarks (sr: super-resolution, rd: rate-distortion)",
+                           description="Benchmarks; each is a subcommand.")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     add_liif_bench(bench_sub)  # bench sr
+    _bench_rd.add_parser(bench_sub)  # bench rd
     return parser
 
 

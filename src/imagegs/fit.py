@@ -24,6 +24,7 @@ from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
 from .init import sample_without_replacement
 from .loss import ImageLoss
+from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .render import BACKENDS, project, rasterize
 
 __all__ = ["FitConfig", "fit", "SCHEDULES", "FitDivergedError"]
@@ -61,6 +62,15 @@ class FitConfig:
     decay_steps: tuple[int, ...] = ()  # also divide learning rates by lr_decay at these steps
     seed: int = 0
     backend: str = "auto"
+    # Quantisation-aware fitting: bits per value of (position, scale, rotation, colour), or None.
+    # The render sees the values the .igs file will hold (straight-through estimator).
+    quant_bits: tuple[int, int, int, int] | None = None
+    quant_start: float = 0.0  # share of max_steps fitted in float before quantisation starts
+    # Level-of-detail training: on one step in ``lod_every`` after the first addition, fit the
+    # render of a random coarser prefix (whole levels) instead of the full set, so each level
+    # stands alone (astronaut, every 2nd step: coarsest level +11 dB, full image -1.3 dB).
+    lod_training: bool = False
+    lod_every: int = 2
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -85,6 +95,10 @@ class FitConfig:
         need(all(isinstance(s, int) and s > 0 for s in self.decay_steps), f"decay_steps must be positive integers, got {self.decay_steps}")
         need(self.max_decays >= 0 and self.min_steps_after_add >= 0, "max_decays and min_steps_after_add must be >= 0")
         need(self.backend in BACKENDS, f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.quant_bits is not None:
+            Bits(*self.quant_bits)  # validates
+        need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
+        need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
 
 
 # Named schedules. "official" is the authors' long schedule (10k steps max, plateau-driven, ~7.5k
@@ -145,6 +159,8 @@ def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> Fi
     for key in ("add_steps", "decay_steps"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
+    if overrides.get("quant_bits") is not None:
+        overrides["quant_bits"] = Bits.parse(overrides["quant_bits"]).as_tuple()
     return replace(base, **overrides)
 
 
@@ -187,12 +203,17 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     blur_k = error_blur_kernel(h, w)
     blurred_target = gaussian_blur(target, blur_k) if blur_k else target
 
-    def draw(p):
-        xy_, inv_s, rot, col = p
+    def draw(p, n=None):
+        xy_, inv_s, rot, col = (t[:n] for t in p)
+        if cfg.quant_bits is not None and step > quant_from:
+            xy_, inv_s, rot, col = _fake_quantize_params(xy_, inv_s, rot, col, Bits(*cfg.quant_bits))
         means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
                                        inverse_scale=True)
         return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
 
+    levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
+
+    quant_from = int(cfg.quant_start * max_steps)
     min_inv = 4.0 / max(h, w)  # scales stay below a quarter of the image's longer side
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
@@ -200,7 +221,10 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     step = 0
     try:
         for step in range(1, max_steps + 1):
-            img = draw(opt.params)
+            prefix = None
+            if cfg.lod_training and len(levels) > 1 and step % cfg.lod_every == 1 % cfg.lod_every:
+                prefix = sum(levels[:int(rng.integers(1, len(levels)))])
+            img = draw(opt.params, prefix)
             loss = loss_fn(img)
             loss.backward()
             opt.step()
@@ -246,12 +270,25 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
                     new_col = diff.permute(1, 2, 0).reshape(-1, c)[idx] if cfg.add_color == "residual" else flat_target[idx]
                     opt.grow([grid[idx], torch.full((len(idx), 2), 1.0 / cfg.init_scale), torch.zeros(len(idx)), new_col])
+                    levels.append(len(idx))
     finally:
         bar.close()
     xy_, inv_s, rot, col = (p.detach() for p in opt.params)
     g = Gaussians(xy_.clone(), 1.0 / inv_s.abs(), rot.clone(), col.clone(), h, w)
-    g.fit_info = dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg))  # type: ignore[attr-defined]
+    g.fit_info = dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),  # type: ignore[attr-defined]
+                      levels=levels)
     return g
+
+
+def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tensor, col: torch.Tensor,
+                          bits: Bits) -> tuple[torch.Tensor, ...]:
+    """The fit's parameters as the .igs file will hold them (see :mod:`imagegs.quantize`), with
+    straight-through gradients: canonical axes, log-scales and colours on min/max grids, angle on
+    the periodic grid of [0, pi)."""
+    scale, r = canonicalize(1.0 / inv_s.abs(), rot)
+    log_s = fake_quantize(torch.log(scale), bits.scale)
+    return (fake_quantize(xy, bits.position), torch.exp(-log_s),
+            fake_quantize(r, bits.rotation, periodic=math.pi), fake_quantize(col, bits.color, clip=color_clip(bits.color)))
 
 
 @torch.no_grad()

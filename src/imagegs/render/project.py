@@ -49,3 +49,45 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height:
         lam = 0.5 * (vxx + vyy) + torch.sqrt(half * half + vxy * vxy)
         radii = SIGMA_RADIUS * torch.sqrt(lam)
     return means, conics, radii
+
+
+def prefilter(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int, width: int,
+              native_height: int, native_width: int, sigma: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``project`` with an anti-aliasing prefilter for output pixels larger than native ones.
+
+    A native pixel already carries a pixel filter of std ``sigma`` (native px); an output pixel
+    r = native / output times larger needs one of std ``sigma`` r. Each Gaussian is convolved with
+    the difference, a Gaussian of variance sigma^2 (r^2 - 1) native px^2 per axis (zero where
+    r <= 1), i.e. in output pixels Sigma' = Sigma + sigma^2 diag(1 - 1/rx^2, 1 - 1/ry^2)^+ , and
+    scaled by sqrt(det Sigma / det Sigma') so that it keeps its integral. The amplitude is returned
+    as the quadratic-form offset o = -2 log(amplitude) = log(det Sigma' / det Sigma) >= 0.
+
+    Returns (means, conics, radii, qoff); at or above the native size on both axes this is
+    ``project`` unchanged (bit for bit) with ``qoff=None``.
+    """
+    fx = sigma * sigma * max(0.0, 1.0 - (width / native_width) ** 2)
+    fy = sigma * sigma * max(0.0, 1.0 - (height / native_height) ** 2)
+    if fx == 0.0 and fy == 0.0:
+        return (*project(xy, scale, rot, height=height, width=width, native_height=native_height,
+                         native_width=native_width), None)
+    ax = width / native_width
+    ay = height / native_height
+    means = xy * xy.new_tensor([float(width), float(height)])
+    c, s = torch.cos(rot), torch.sin(rot)
+    s0, s1 = scale[:, 0] ** 2, scale[:, 1] ** 2
+    cc, ss, cs = c * c, s * s, c * s
+    vxx = ax * ax * (cc * s0 + ss * s1)  # Sigma in output pixels
+    vyy = ay * ay * (ss * s0 + cc * s1)
+    vxy = ax * ay * cs * (s0 - s1)
+    det = (ax * ay) ** 2 * s0 * s1  # exact, no cancellation
+    wxx, wyy = vxx + fx, vyy + fy
+    grow = fx * vyy + fy * vxx + fx * fy  # det Sigma' = det + grow, every term >= 0
+    det_f = det + grow
+    conics = torch.stack([wyy / det_f, -vxy / det_f, wxx / det_f], dim=1)
+    qoff = torch.log1p(grow / det)
+    with torch.no_grad():
+        half = 0.5 * (wxx - wyy)
+        lam = 0.5 * (wxx + wyy) + torch.sqrt(half * half + vxy * vxy)
+        radii = SIGMA_RADIUS * torch.sqrt(lam)
+    return means, conics, radii, qoff

@@ -1,0 +1,168 @@
+"""What the .igs file costs and saves, on fitted models (no fitting here: give models and sources).
+
+For each model (a raw ``.gsm``/``.imgs`` container written by ``imagegs fit``) and its source image:
+- quality of the float model and of the decoded file at 16 bits, the default bits and others
+  (8-bit PSNR against the source), the whole-file size against the official payload formula
+  (2 b_pos + 2 b_scale + b_rot + C b_col) N / 8 bytes;
+- the bit budget per attribute at 16 bits (each attribute's streams compressed on their own);
+- the entropy coders compared on the same transformed streams: brotli (the format's), lzma,
+  zstd, and constriction (a static categorical model of every column's top 8 bits, arithmetic
+  (ANS) coded, model cost counted as 2 bytes per used symbol, low bits raw);
+- PSNR of every level-of-detail prefix.
+
+    python benchmarks/igs_coding.py --model astro.gsm --image astronaut [--model M --image I ...]
+        [--json benchmarks/results/igs_coding.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import imagegs
+from imagegs import bitstream, igsfile, metrics
+from imagegs.cli import read_source
+from imagegs.codec import default_bits
+from imagegs.io import to_uint8
+from imagegs.quantize import Bits, dequantize, quantize
+
+
+def psnr8(g, target) -> float:
+    with torch.no_grad():
+        img = imagegs.render(g)
+    a, b = (torch.from_numpy(to_uint8(x)).permute(2, 0, 1).double() / 255 for x in (img, target))
+    return metrics.psnr(a, b)
+
+
+def levels_of(meta: dict, n: int) -> list[int]:
+    """Level sizes of a fit: stored, or re-derived from its settings (half first, adds split evenly)."""
+    if isinstance(meta.get("levels"), list):
+        return meta["levels"]
+    cfg = meta.get("fit", {})
+    adds = [s for s in cfg.get("add_steps", (50, 100, 150, 200)) if s < cfg.get("max_steps", 1200)]
+    n0 = math.ceil(cfg.get("init_ratio", 0.5) * n) if adds else n
+    return [n0] + [((n - n0) * (i + 1)) // len(adds) - ((n - n0) * i) // len(adds) for i in range(len(adds))]
+
+
+def constriction_bytes(q, levels) -> int:
+    """Size of the same streams coded with constriction (static top-8 categorical + raw low bits)."""
+    import constriction
+
+    total = 0
+    cols_all = [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
+    widths = [q.bits.scale, q.bits.scale, q.bits.rotation] + [q.bits.color] * q.channels
+    preds = bitstream.choose_predictors(cols_all, widths, [0, 0, 1] + [2] * q.channels)
+    start = 0
+    for n in levels:
+        sl = slice(start, start + n)
+        start += n
+        m = bitstream.morton_encode(q.pos[sl, 0], q.pos[sl, 1], q.bits.position)
+        order = np.argsort(m)
+        streams = [(np.diff(m[order], prepend=0), 2 * q.bits.position)]
+        cols = [c[sl][order] for c in cols_all]
+        for v, b, p in zip(cols, widths, preds):
+            streams.append((v - cols[p] + (1 << b) - 1, b + 1) if p >= 0 else (v, b))
+        for v, w in streams:
+            shift = max(w - 8, 0)
+            top = (v >> shift).astype(np.int32)
+            counts = np.bincount(top, minlength=int(top.max()) + 1).astype(np.float64)
+            model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+            enc = constriction.stream.stack.AnsCoder()
+            enc.encode_reverse(top, model)
+            total += enc.get_compressed().nbytes + 2 * int((counts > 0).sum()) + math.ceil(shift * n / 8)
+    return total + 100  # + header
+
+
+def attribute_budget(q, levels) -> dict:
+    """Bits per Gaussian of each attribute: its streams compressed alone with the format's coder."""
+    out = {}
+    n = q.num
+    full, _ = igsfile.pack(q, levels)
+    parts = {"position": [], "scale": [0, 1], "rotation": [2], "color": list(range(3, 3 + q.channels))}
+    cols_all = [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
+    widths = [q.bits.scale, q.bits.scale, q.bits.rotation] + [q.bits.color] * q.channels
+    preds = bitstream.choose_predictors(cols_all, widths, [0, 0, 1] + [2] * q.channels)
+    for name, idx in parts.items():
+        size, start = 0, 0
+        for lv in levels:
+            sl = slice(start, start + lv)
+            start += lv
+            m = bitstream.morton_encode(q.pos[sl, 0], q.pos[sl, 1], q.bits.position)
+            order = np.argsort(m)
+            if name == "position":
+                raw = bitstream._planes(np.diff(m[order], prepend=0), 2 * q.bits.position)
+            else:
+                cols = [c[sl][order] for c in cols_all]
+                raw = b"".join(bitstream._planes(cols[i] - cols[preds[i]] + (1 << widths[i]) - 1
+                                                 if preds[i] >= 0 else cols[i],
+                                                 widths[i] + (preds[i] >= 0)) for i in idx)
+            size += len(bitstream.CODERS[bitstream.DEFAULT_CODER][1](raw))
+        raw_bits = {"position": 2 * q.bits.position, "scale": 2 * q.bits.scale,
+                    "rotation": q.bits.rotation, "color": q.channels * q.bits.color}[name]
+        out[name] = {"bits_per_gaussian": 8 * size / n, "raw_bits": raw_bits}
+    out["file_bits_per_gaussian"] = 8 * len(full) / n
+    return out
+
+
+def run(model: str, image: str) -> dict:
+    g, meta = imagegs.load(model)
+    target = read_source([image]).pixels
+    n, c = g.num, g.channels
+    levels = levels_of(meta, n)
+    rec = {"model": str(model), "image": image, "size": [g.width, g.height], "gaussians": n,
+           "levels": levels, "psnr_float": psnr8(g, target)}
+    configs = {"16": Bits(16, 16, 16, 16), "default": default_bits(g.height, g.width, channels=c),
+               "14,10,10,10": Bits(14, 10, 10, 10), "12,8,8,8": Bits(12, 8, 8, 8),
+               "12,7,7,7": Bits(12, 7, 7, 7), "12,6,6,6": Bits(12, 6, 6, 6)}
+    rec["bits"] = {}
+    for name, bits in configs.items():
+        q = quantize(g, bits)
+        sizes = {}
+        for cid, (cname, _, _) in bitstream.CODERS.items():
+            data, order = igsfile.pack(q, levels, coder=cid)
+            sizes[cname] = len(data)
+            if cid == bitstream.DEFAULT_CODER:
+                dq = dequantize(q.take(order))
+        sizes["constriction"] = constriction_bytes(q, levels)
+        official = bits.payload_bits(c) * n / 8
+        p = psnr8(dq, target)
+        rec["bits"][name] = {"bits": str(bits), "bytes": sizes, "official_payload_bytes": official,
+                             "saving_vs_official": 1 - sizes["brotli"] / official,
+                             "bpp": 8 * sizes["brotli"] / (g.width * g.height),
+                             "psnr": p, "delta_db": p - rec["psnr_float"]}
+        print(f"{Path(model).name} {name:>12}: {sizes['brotli']:>7} B (official {official:>8.0f}, "
+              f"{1 - sizes['brotli'] / official:+.1%} smaller), {p:.2f} dB ({p - rec['psnr_float']:+.3f}); "
+              + ", ".join(f"{k} {v}" for k, v in sizes.items()), flush=True)
+    rec["attribute_budget_16bit"] = attribute_budget(quantize(g, configs["16"]), levels)
+    cum, lod = 0, []
+    for i, lv in enumerate(levels):
+        cum += lv
+        lod.append({"level": i + 1, "gaussians": cum, "psnr": psnr8(g[:cum], target)})
+    rec["lod_psnr"] = lod
+    print("   levels: " + ", ".join(f"{r['gaussians']}: {r['psnr']:.2f}" for r in lod))
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True)
+    ap.add_argument("--image", action="append", required=True)
+    ap.add_argument("--json", default="benchmarks/results/igs_coding.json")
+    args = ap.parse_args()
+    if len(args.model) != len(args.image):
+        sys.exit("give one --image per --model")
+    torch.set_num_threads(2)
+    results = [run(m, i) for m, i in zip(args.model, args.image)]
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"machine": "2-core AMD EPYC (shared)", "results": results}, indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Rate-distortion benchmark: every codec x image x target bpp, resumable, then the report.
+
+    imagegs bench rd --images DIR [--bpp 0.05,0.1,...] [--codecs all|baselines|textures|NAME,...]
+                     --out DIR [--max-side N]
+    python -m imagegs.bench.rd ...   (the same)
+
+For every image of DIR (categories from the file name prefix: photo-, painting-, art-, anime-,
+vector-; anything else is 'other') and every target bpp, each ``search`` codec is encoded at the
+largest quality setting whose whole-file bpp <= the target (``codecs.search_quality``), imagegs
+at the target (its own rate control), and each texture format once at its nominal rate. The
+decoded 8-bit image is measured (``measures.quality``), and one record per (codec, image,
+target) is appended to ``OUT/records.jsonl`` as soon as it is finished: a run that is
+interrupted continues where it stopped, and a later run with more codecs or images only
+computes what is missing. The report (``report.write_report``: JSON per codec and dataset,
+BD-rate / BD-PSNR against JPEG 4:2:0, plots, a markdown table) is then written from every record
+in the cache that matches the current images and targets, whichever run made it.
+
+Timing: ``encode_s`` is the one encode that produced the chosen file (during the search);
+``decode_s`` is the median of 3 decodes (1 for imagegs). Both are wall times on whatever
+machine runs the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..io import _readable_extensions, atomic_write, read_image, to_uint8
+from .codecs import BASELINES, CODECS, TEXTURES, Codec, get_codec, search_quality
+from .measures import quality
+
+__all__ = ["run_rd", "main", "add_parser", "RDError", "DEFAULT_BPP", "CATEGORIES",
+           "category_of", "parse_bpp", "parse_codecs", "list_images", "load_image", "Cache"]
+
+CATEGORIES = ("photo", "painting", "art", "anime", "vector")
+DEFAULT_BPP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+CODEC_GROUPS = {"baselines": BASELINES, "textures": TEXTURES,
+                "all": ("imagegs",) + BASELINES + TEXTURES}
+RECORDS = "records.jsonl"
+SETTINGS = "settings.json"
+DECODE_REPEATS = 3
+
+
+class RDError(ValueError):
+    """Bad benchmark input (folder, bpp list, codec list, cache); one-line message."""
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def parse_bpp(text: str | Sequence[float]) -> tuple[float, ...]:
+    """'0.1,0.3' (or a sequence) -> sorted distinct positive finite targets."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    values = []
+    for item in items:
+        try:
+            v = float(item)
+        except (TypeError, ValueError):
+            raise RDError(f"--bpp: {str(item).strip()!r} is not a number (give e.g. 0.1,0.3,0.5)") from None
+        if not (math.isfinite(v) and 0 < v <= 64):
+            raise RDError(f"--bpp: targets must be > 0 and <= 64 bits per pixel, got {item!r}".strip())
+        values.append(v)
+    if not values:
+        raise RDError("--bpp: give at least one target bpp")
+    return tuple(sorted(set(values)))
+
+
+def parse_codecs(text: str | Sequence[str]) -> tuple[str, ...]:
+    """'baselines,imagegs' (group names or codec names) -> codec names, in registry order."""
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    names: set[str] = set()
+    for item in items:
+        if item in CODEC_GROUPS:
+            names.update(CODEC_GROUPS[item])
+        elif item in CODECS:
+            names.add(item)
+        else:
+            raise RDError(f"--codecs: unknown codec {item!r}; choose from "
+                          f"{', '.join(list(CODEC_GROUPS) + list(CODECS))}")
+    if not names:
+        raise RDError("--codecs: give at least one codec")
+    return tuple(n for n in CODECS if n in names)
+
+
+def category_of(name: str) -> str:
+    """The category a file name's prefix names ('anime-club.png' -> 'anime'), else 'other'."""
+    prefix = Path(name).name.split("-", 1)[0].lower()
+    return prefix if prefix in CATEGORIES else "other"
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RDError(f"{folder}: not a folder (--images takes a folder of images)")
+    exts = _readable_extensions()
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+    if not files:
+        raise RDError(f"{folder}: no images (looked for {', '.join(sorted(exts))})")
+    names = [p.stem for p in files]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RDError(f"{folder}: several files share the name {dupes[0]!r}; images are keyed by name")
+    return files
+
+
+def load_image(path: Path, *, max_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: alpha composited on white, grey repeated, 16 bits rounded to 8,
+    and (with ``max_side``) downscaled with Lanczos so the long side is at most ``max_side``."""
+    from PIL import Image
+
+    img = read_image(path, alpha="white")
+    rgb = to_uint8(img.pixels)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    h, w = rgb.shape[:2]
+    if max_side is not None and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return np.ascontiguousarray(rgb)
+
+
+# ------------------------------------------------------------------------------------- cache
+
+
+def _key(codec: str, image: str, target: float | None) -> tuple[str, str, float | None]:
+    return codec, image, None if target is None else round(float(target), 9)
+
+
+class Cache:
+    """Finished records in ``OUT/records.jsonl``, one JSON object per line.
+
+    Each record is appended with a single ``write`` of one whole line, flushed and fsynced, so an
+    interruption leaves at most a partial last line, which loading drops (and removes from the
+    file). The settings that change results (``max_side``) are kept in ``OUT/settings.json``;
+    reusing an output folder with other settings is refused rather than mixing results.
+    """
+
+    def __init__(self, out: Path, settings: dict):
+        self.path = out / RECORDS
+        out.mkdir(parents=True, exist_ok=True)
+        self._check_settings(out / SETTINGS, settings)
+        self.records: dict[tuple, dict] = {}
+        self._load()
+
+    @staticmethod
+    def _check_settings(path: Path, settings: dict) -> None:
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise RDError(f"{path}: unreadable settings file ({e}); use another --out") from None
+            if old != settings:
+                raise RDError(f"{path.parent}: holds results made with {old}, not {settings}; "
+                              "use another --out folder")
+        else:
+            atomic_write(path, lambda tmp: tmp.write_text(json.dumps(settings) + "\n"))
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        lines = self.path.read_bytes().split(b"\n")
+        good = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                self.records[_key(rec["codec"], rec["image"], rec["target_bpp"])] = rec
+                good.append(line)
+            except (ValueError, KeyError, TypeError):
+                if i >= len(lines) - 2:  # the last line, cut off by an interruption
+                    atomic_write(self.path, lambda tmp: tmp.write_bytes(b"".join(g + b"\n" for g in good)))
+                    return
+                raise RDError(f"{self.path}: line {i + 1} is not a record; delete the file to "
+                              "start over") from None
+
+    def __contains__(self, key: tuple) -> bool:
+        return _key(*key) in self.records
+
+    def add(self, record: dict) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.records[_key(record["codec"], record["image"], record["target_bpp"])] = record
+
+
+# ------------------------------------------------------------------------------------ runner
+
+
+def _decode_timed(codec: Codec, data: bytes, height: int, width: int) -> tuple[np.ndarray, float]:
+    repeats = 1 if codec.kind == "direct" else DECODE_REPEATS
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = codec.decode(data, height=height, width=width)
+        times.append(time.perf_counter() - t)
+    return out, float(np.median(times))
+
+
+def _measure(codec: Codec, image: np.ndarray, name: str, target: float | None, memo: dict,
+             measured: dict) -> dict:
+    """One record: search/encode, decode, metrics (metrics re-used when two targets pick the
+    same encoding, e.g. both below the codec's floor)."""
+    h, w = image.shape[:2]
+    res = search_quality(codec, image, target, memo=memo)
+    if res.data not in measured:
+        decoded, dec_s = _decode_timed(codec, res.data, h, w)
+        measured[res.data] = (quality(image, decoded), dec_s)
+    metrics, dec_s = measured[res.data]
+    return {
+        "codec": codec.name, "image": name, "target_bpp": target, "width": w, "height": h,
+        "quality": res.quality, "bytes": len(res.data), "bpp": res.bpp, "reached": res.reached,
+        "encode_s": res.encode_s, "decode_s": dec_s, **metrics,
+    }
+
+
+def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
+           bpp: Sequence[float] | str = DEFAULT_BPP, codecs: Sequence[str] | str = ("all",),
+           max_side: int | None = None, progress: bool = True,
+           codec_factory: Callable[[str], Codec] = get_codec, report: bool = True) -> dict:
+    """Run (or continue) the benchmark and write the report; returns the report's summary.
+
+    Args:
+        images: folder of images (see ``list_images``).
+        out: output folder: the cache, the JSON, the plots and the table go there.
+        bpp: target bpp values (``"0.1,0.3"`` or numbers).
+        codecs: codec or group names (``"baselines,imagegs"`` or a sequence).
+        max_side: downscale images so that the long side is at most this many pixels.
+        progress: show a tqdm progress bar.
+        codec_factory: name -> Codec (tests substitute codecs here).
+        report: write the report after the records (``report.write_report``).
+    """
+    from tqdm import tqdm
+
+    targets = parse_bpp(bpp)
+    names = parse_codecs(codecs)
+    if max_side is not None and max_side < 16:
+        raise RDError(f"--max-side must be at least 16 pixels, got {max_side}")
+    files = list_images(images)
+    codec_objs = [codec_factory(n) for n in names]
+    for c in codec_objs:  # fail before any work, not after an hour
+        c.check_available()
+    out = Path(out)
+    cache = Cache(out, {"max_side": max_side})
+
+    todo = []  # (file, codec, [targets still missing])
+    for f in files:
+        for c in codec_objs:
+            wanted = [None] if c.kind == "fixed" else list(targets)
+            missing = [t for t in wanted if (c.name, f.stem, t) not in cache]
+            if missing:
+                todo.append((f, c, missing))
+    total = sum(len(m) for _, _, m in todo)
+    bar = tqdm(total=total, desc="rd", unit="point", disable=not progress, file=sys.stderr)
+    try:
+        loaded: dict[Path, np.ndarray] = {}
+        for f, c, missing in todo:
+            if f not in loaded:
+                loaded.clear()  # one image in memory at a time (todo is grouped by image)
+                loaded[f] = load_image(f, max_side=max_side)
+            image = loaded[f]
+            memo: dict = {}
+            measured: dict = {}
+            for t in missing:
+                bar.set_postfix_str(f"{c.name} {f.stem}" + ("" if t is None else f" {t:g} bpp"))
+                rec = _measure(c, image, f.stem, t, memo, measured)
+                rec["category"] = category_of(f.name)
+                cache.add(rec)
+                bar.update(1)
+    finally:
+        bar.close()
+    if not report:
+        return {}
+    from .report import write_report
+
+    return write_report(list(cache.records.values()), out, images=[f.stem for f in files],
+                        targets=targets, codec_factory=codec_factory)
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``rd`` under a ``bench`` subparsers object."""
+    p = subparsers.add_parser(
+        "rd", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG 2000, JPEG XL, BC, ASTC",
+        description="Encode every image of a folder with each codec at each target bpp (the "
+                    "largest quality whose whole-file bpp <= the target), measure PSNR, SSIM, "
+                    "MS-SSIM and FLIP on the 8-bit decoded images, and write JSON, BD-rate, "
+                    "plots and a markdown table. Resumable: rerun the same command to continue.")
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="folder of images; file name prefixes photo-, painting-, art-, anime-, "
+                        "vector- give the categories")
+    p.add_argument("--bpp", default=",".join(f"{b:g}" for b in DEFAULT_BPP), metavar="LIST",
+                   help="target bits per pixel, comma-separated (default %(default)s)")
+    p.add_argument("--codecs", default="all", metavar="LIST",
+                   help="codecs or groups, comma-separated: all (default), baselines, textures, "
+                        f"or any of {', '.join(CODECS)}")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
+    p.add_argument("--max-side", type=int, metavar="N",
+                   help="downscale images so the long side is at most N pixels")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_rd)
+    return p
+
+
+def cmd_rd(args: argparse.Namespace) -> int:
+    """``imagegs bench rd``."""
+    summary = run_rd(args.images, args.out, bpp=args.bpp, codecs=args.codecs,
+                     max_side=args.max_side, progress=not args.quiet)
+    for line in summary.get("lines", []):
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m imagegs.bench.rd``: the same as ``imagegs bench rd``."""
+    from ..cli import main as cli_main
+
+    return cli_main(["bench", "rd", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

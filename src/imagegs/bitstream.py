@@ -1,0 +1,223 @@
+"""Lossless coding of one level of quantised Gaussians into bytes (the .igs payload blocks).
+
+What the codes look like decides the transform; a well-kept general-purpose compressor does the
+entropy coding (``benchmarks/entropy_coders.py`` measured brotli, lzma, zstd and order-0 static
+models on fitted models; brotli was the smallest and is the format's coder):
+
+1. Positions: the Gaussians of a level are put in Morton (Z-curve) order of their position codes,
+   which costs nothing (the blend does not depend on order within the set) and turns two b-bit
+   coordinates into the gaps between consecutive 2b-bit Morton codes, ~log2(area / N) + 1.5 bits
+   instead of 2b.
+2. Other columns (log-scales, rotation, colours): each column may be coded as its difference to an
+   earlier column of the same attribute (G - R, B - G, minor - major scale ...); the encoder picks,
+   per column, the predictor with the lowest order-0 cost and the choice is stored in the header.
+3. Every column is split into byte planes, the first holding its top 8 bits, so that the
+   compressor sees the informative bits aligned and the near-random low bits apart.
+
+The decoder is told how many Gaussians a block holds and how many bytes it must expand to, and
+refuses anything else: corrupt input is an error, never a runaway allocation.
+"""
+
+from __future__ import annotations
+
+import lzma
+
+import numpy as np
+
+__all__ = ["CODERS", "DEFAULT_CODER", "morton_encode", "morton_decode", "choose_predictors",
+           "encode_level", "decode_level", "BitstreamError"]
+
+
+class BitstreamError(ValueError):
+    """A payload block does not decode to what its header announces."""
+
+
+def _brotli():
+    import brotli
+
+    return brotli
+
+
+def _zstd():
+    import zstandard
+
+    return zstandard
+
+
+def _brotli_compress(raw: bytes) -> bytes:
+    return _brotli().compress(raw, quality=11, lgwin=24)
+
+
+def _brotli_decompress(data: bytes, size: int) -> bytes:
+    brotli = _brotli()
+    d = brotli.Decompressor()
+    try:
+        out = d.process(data, output_buffer_limit=size + 1)
+    except brotli.error as e:
+        raise BitstreamError(f"corrupt payload ({e})") from None
+    if len(out) != size or not d.is_finished():
+        raise BitstreamError(f"payload expands to {'more than ' if len(out) > size else ''}"
+                             f"{len(out)} bytes, expected {size}")
+    return out
+
+
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+
+
+def _lzma_compress(raw: bytes) -> bytes:
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+
+
+def _lzma_decompress(data: bytes, size: int) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    try:
+        out = d.decompress(data, max_length=size + 1)
+    except lzma.LZMAError as e:
+        raise BitstreamError(f"corrupt payload ({e})") from None
+    if len(out) != size:
+        raise BitstreamError(f"payload expands to {len(out)} bytes, expected {size}")
+    return out
+
+
+def _zstd_compress(raw: bytes) -> bytes:
+    return _zstd().ZstdCompressor(level=22).compress(raw)
+
+
+def _zstd_decompress(data: bytes, size: int) -> bytes:
+    zstd = _zstd()
+    try:
+        out = zstd.ZstdDecompressor().decompress(data, max_output_size=size + 1)
+    except zstd.ZstdError as e:
+        raise BitstreamError(f"corrupt payload ({e})") from None
+    if len(out) != size:
+        raise BitstreamError(f"payload expands to {len(out)} bytes, expected {size}")
+    return out
+
+
+# Fixed ids (stored in files; never renumber). Only DEFAULT_CODER is written by the encoder; the
+# others exist for the measurement that chose it and are still decoded if a file names them.
+CODERS: dict[int, tuple[str, object, object]] = {
+    1: ("brotli", _brotli_compress, _brotli_decompress),
+    2: ("lzma", _lzma_compress, _lzma_decompress),
+    3: ("zstd", _zstd_compress, _zstd_decompress),
+}
+DEFAULT_CODER = 1
+
+
+def morton_encode(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
+    """Interleave the ``bits`` low bits of x (even positions) and y (odd positions) -> int64."""
+    m = np.zeros(x.shape, np.int64)
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    for i in range(bits):
+        m |= ((x >> i) & 1) << (2 * i) | ((y >> i) & 1) << (2 * i + 1)
+    return m
+
+
+def morton_decode(m: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`morton_encode`."""
+    x = np.zeros(m.shape, np.int64)
+    y = np.zeros(m.shape, np.int64)
+    for i in range(bits):
+        x |= ((m >> (2 * i)) & 1) << i
+        y |= ((m >> (2 * i + 1)) & 1) << i
+    return x, y
+
+
+def _planes(v: np.ndarray, width: int) -> bytes:
+    """Byte planes of non-negative ints < 2^width, MSB-aligned: plane 0 holds the top 8 bits."""
+    nb = (width + 7) // 8
+    v = v.astype(np.int64) << (8 * nb - width)
+    return b"".join(((v >> (8 * (nb - 1 - i))) & 255).astype(np.uint8).tobytes() for i in range(nb))
+
+
+def _from_planes(raw: bytes, n: int, width: int) -> np.ndarray:
+    nb = (width + 7) // 8
+    a = np.frombuffer(raw, np.uint8).reshape(nb, n).astype(np.int64)
+    v = np.zeros(n, np.int64)
+    for i in range(nb):
+        v = (v << 8) | a[i]
+    return v >> (8 * nb - width)
+
+
+def _order0_cost(v: np.ndarray, width: int) -> float:
+    """Bits to code v with a static order-0 model of its top 8 bits and raw low bits (an estimate)."""
+    if v.size == 0:
+        return 0.0
+    shift = max(width - 8, 0)
+    _, counts = np.unique(v >> shift, return_counts=True)
+    p = counts / v.size
+    return float(-(counts * np.log2(p)).sum() + shift * v.size)
+
+
+def choose_predictors(columns: list[np.ndarray], bits: list[int], groups: list[int]) -> list[int]:
+    """For each column, -1 (code as is) or the index of an earlier column of the same group whose
+    difference is cheapest to code (columns: (N,) codes; bits: their widths; groups: attribute ids)."""
+    preds = []
+    for i, (v, b, grp) in enumerate(zip(columns, bits, groups)):
+        best, best_cost = -1, _order0_cost(v, b)
+        for j in range(i):
+            if groups[j] != grp or bits[j] != b:
+                continue
+            c = _order0_cost(v - columns[j] + (1 << b) - 1, b + 1)
+            if c < best_cost:
+                best, best_cost = j, c
+        preds.append(best)
+    return preds
+
+
+def _residual_width(bits: int, pred: int) -> int:
+    return bits + 1 if pred >= 0 else bits
+
+
+def raw_size(n: int, pos_bits: int, bits: list[int], preds: list[int]) -> int:
+    """Bytes a level of n Gaussians expands to before compression."""
+    width = [2 * pos_bits] + [_residual_width(b, p) for b, p in zip(bits, preds)]
+    return n * sum((w + 7) // 8 for w in width)
+
+
+def encode_level(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, bits: list[int],
+                 preds: list[int], coder: int = DEFAULT_CODER) -> tuple[bytes, np.ndarray]:
+    """Code one level: pos (n, 2) codes and the other columns (each (n,)).
+
+    Returns the compressed block and the order (n,) in which the Gaussians were stored (Morton
+    order of their positions), so the caller can keep its own arrays in the decoder's order.
+    """
+    morton = morton_encode(pos[:, 0], pos[:, 1], pos_bits)
+    order = np.argsort(morton, kind="stable")
+    m = morton[order]
+    parts = [_planes(np.diff(m, prepend=np.int64(0)), 2 * pos_bits)]
+    cols = [c[order].astype(np.int64) for c in columns]
+    for v, b, p in zip(cols, bits, preds):
+        parts.append(_planes(v - cols[p] + (1 << b) - 1 if p >= 0 else v, _residual_width(b, p)))
+    return CODERS[coder][1](b"".join(parts)), order
+
+
+def decode_level(data: bytes, n: int, *, pos_bits: int, bits: list[int], preds: list[int],
+                 coder: int = DEFAULT_CODER) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`encode_level`: (pos (n, 2), columns) in stored order. Validates ranges."""
+    if coder not in CODERS:
+        raise BitstreamError(f"unknown entropy coder id {coder}")
+    size = raw_size(n, pos_bits, bits, preds)
+    raw = CODERS[coder][2](data, size)
+    off = 0
+
+    def take(width: int) -> np.ndarray:
+        nonlocal off
+        nb = n * ((width + 7) // 8)
+        v = _from_planes(raw[off:off + nb], n, width)
+        off += nb
+        return v
+
+    m = np.cumsum(take(2 * pos_bits))
+    if n and (m[-1] >= (1 << (2 * pos_bits))):
+        raise BitstreamError("position codes out of range")
+    x, y = morton_decode(m, pos_bits)
+    cols: list[np.ndarray] = []
+    for b, p in zip(bits, preds):
+        v = take(_residual_width(b, p))
+        if p >= 0:
+            v = v + cols[p] - ((1 << b) - 1)
+        if n and (v.min() < 0 or v.max() >= (1 << b)):
+            raise BitstreamError("attribute codes out of range")
+        cols.append(v)
+    return np.stack([x, y], axis=1), cols

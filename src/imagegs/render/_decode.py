@@ -1,0 +1,433 @@
+"""Forward-only Numba kernels for decoding: whole images, regions and arbitrary points.
+
+Same function as ``reference.rasterize`` (and the training kernel ``_kernels.forward``), plus an
+optional per-Gaussian offset ``o`` >= 0 of the quadratic form: w = exp(-(max(q, 0) + o) / 2), i.e.
+an amplitude exp(-o / 2) <= 1 (the anti-aliasing prefilter's). No selection is stored and nothing
+is differentiated, so the kernels keep only what the blend needs, and they compute in the model's
+dtype: float32 models run 16 SIMD lanes per vector (float32 values, int32 keys), float64 ones 8.
+
+Both kernels evaluate *chunks* of up to 64 points of one tile as SIMD lanes, against contiguous
+copies of the tile's Gaussians:
+1. Exact pruning over the chunk's bounding box: q is convex, so its maximum over the box is at a
+   corner; a count-bisection finds G such that >= K Gaussians have (max q) + o <= G, which bounds
+   every lane's K-th best key; a Gaussian whose lower bound lambda_min * dist^2 + o exceeds G cannot
+   enter any lane's top K and is dropped.
+2. Selection on packed integer keys: the bits of q + o (>= 0, so they order like the value) with
+   the lowest bits replaced by the Gaussian's position in the tile list, kept sorted per lane by a
+   branch-free min/max network. The exact q + o of each (candidate, lane) is kept, and exp is
+   evaluated only for the K winners. The key's index bits are the tile-list position (not the
+   candidate number), so a point's selection does not depend on which chunk it is evaluated in.
+``decode`` uses the 8x8 pixel blocks of the tile grid as chunks (lanes = pixel centres, in absolute
+output-pixel coordinates); ``decode_points`` groups queries by tile and 8x8 sub-block (a counting
+sort) and takes consecutive runs of 64. A point at a pixel centre is evaluated with the same
+arithmetic as that pixel in ``decode``: the two agree to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._kernels import FASTMATH, TILE, _exp_neg_half
+
+BLOCK = 8  # pixel block edge for whole-image decoding
+LANES = BLOCK * BLOCK  # points per chunk (64 lanes fill LLVM's vector loops, see docs/NOTES.md)
+SUB = TILE // BLOCK  # 8x8 sub-blocks per tile side (query grouping)
+NSTATS = 4  # per-tile work counts (see ``decode``)
+
+_LOG2E = 1.4426950408889634
+_LN2_HI32 = 0.693145751953125  # ln 2 split for float32 range reduction
+_LN2_LO32 = 1.428606765330187e-06
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _exp_neg_half32(q, nv, ev, out, n):
+    """out[:n] = exp(-q[:n] / 2) for float32 q >= 0 (relative error < 1e-7), vectorised.
+
+    x = n ln2 + r, |r| <= ln2 / 2, degree-7 Taylor polynomial times 2^n from exponent bits;
+    ``nv`` float32 and ``ev`` int32 scratch (``ev`` is viewed as float32).
+    """
+    f = q.dtype.type
+    for l in range(n):
+        nv[l] = math.floor(max(f(-0.5) * q[l], f(-87.0)) * f(_LOG2E) + f(0.5))
+    for l in range(n):
+        x = max(f(-0.5) * q[l], f(-87.0))
+        r = (x - nv[l] * f(_LN2_HI32)) - nv[l] * f(_LN2_LO32)
+        out[l] = f(1.0) + r * (f(1.0) + r * (f(1 / 2) + r * (f(1 / 6) + r * (f(1 / 24) + r * (
+            f(1 / 120) + r * (f(1 / 720) + r * f(1 / 5040)))))))
+    for l in range(n):
+        ev[l] = (np.int32(nv[l]) + np.int32(127)) << np.int32(23)
+    scale = ev.view(np.float32)
+    for l in range(n):
+        out[l] = out[l] * scale[l]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _tile(means, conics, qoff, colors, ids, start, length):
+    """A tile's Gaussians as contiguous arrays in the model's dtype: x, y, A, 2B, C, offset,
+    lambda_min (slightly shrunk: a safe lower bound) and colours."""
+    dt = means.dtype
+    f = dt.type
+    ncol = colors.shape[1]
+    gx = np.empty(length, dt)
+    gy = np.empty(length, dt)
+    ga = np.empty(length, dt)
+    gb = np.empty(length, dt)
+    gc = np.empty(length, dt)
+    go = np.zeros(length, dt)
+    glam = np.empty(length, dt)
+    gcol = np.empty((length, ncol), dt)
+    for j in range(length):
+        g = ids[start + j]
+        gx[j] = means[g, 0]
+        gy[j] = means[g, 1]
+        ga[j] = conics[g, 0]
+        gb[j] = f(2.0) * conics[g, 1]  # q = A dx^2 + (2B) dx dy + C dy^2
+        gc[j] = conics[g, 2]
+        for ch in range(ncol):
+            gcol[j, ch] = colors[g, ch]
+    if qoff.shape[0] > 0:
+        for j in range(length):
+            go[j] = qoff[ids[start + j]]
+    for j in range(length):
+        half = f(0.5) * (ga[j] - gc[j])
+        hb = f(0.5) * gb[j]
+        glam[j] = max(f(0.5) * (ga[j] + gc[j]) - math.sqrt(half * half + hb * hb), f(0.0)) * f(0.999)
+    return gx, gy, ga, gb, gc, go, glam, gcol
+
+
+@njit(inline="always")
+def _scratch(length, ncol, kk, dt, it):
+    """Per-thread work arrays for the chunks of one tile (``length`` Gaussians, K = ``kk``);
+    ``dt`` the float dtype, ``it`` the key dtype of the same width."""
+    return (np.empty(length, dt), np.empty(length, dt), np.empty(length, dt), np.empty(length, np.int32),
+            np.empty((length, LANES), dt), np.empty((kk, LANES), it), np.zeros(length, np.bool_),
+            np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, it),
+            np.empty(LANES, it), np.empty(LANES, dt), np.empty(LANES, dt), np.empty((ncol, LANES), dt),
+            np.empty(LANES, np.float64), np.empty(LANES, np.float64), np.empty(LANES, np.float64),
+            np.empty(LANES, np.int64))
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k):
+    """Blend the tile's Gaussians at the lanes (lx, ly) (all LANES evaluated; points inside the box
+    [xlo, xhi] x [ylo, yhi] are exact). Leaves sum(w) in scratch ``sv`` and sum(w c) in ``acc``.
+
+    Returns (candidates after pruning, candidates that entered some lane's top K)."""
+    gx, gy, ga, gb, gc, go, glam, gcol = tile
+    (qhi, qlo, qmid, cand, qmat, best, keep, kq, xq, wv, key, ev, sv, sw, acc,
+     x64, n64, p64, e64) = scratch
+    f = gx.dtype.type
+    it = best.dtype.type
+    length = gx.shape[0]
+    ncol = gcol.shape[1]
+    lanes = LANES
+    kk = best.shape[0]
+    ncand = 0
+    if top_k > 0 and length > top_k:
+        xm = f(0.5) * (xlo + xhi)
+        ym = f(0.5) * (ylo + yhi)
+        for j in range(length):
+            dx0 = xlo - gx[j]
+            dx1 = xhi - gx[j]
+            dy0 = ylo - gy[j]
+            dy1 = yhi - gy[j]
+            ax0 = ga[j] * dx0 * dx0
+            ax1 = ga[j] * dx1 * dx1
+            cy0 = gc[j] * dy0 * dy0
+            cy1 = gc[j] * dy1 * dy1
+            q00 = ax0 + gb[j] * dx0 * dy0 + cy0
+            q01 = ax1 + gb[j] * dx1 * dy0 + cy0
+            q10 = ax0 + gb[j] * dx0 * dy1 + cy1
+            q11 = ax1 + gb[j] * dx1 * dy1 + cy1
+            qhi[j] = max(max(q00, q01), max(q10, q11)) + go[j]
+        for j in range(length):
+            ddx = max(max(xlo - gx[j], gx[j] - xhi), f(0.0))
+            ddy = max(max(ylo - gy[j], gy[j] - yhi), f(0.0))
+            qlo[j] = glam[j] * (ddx * ddx + ddy * ddy) + go[j]
+        for j in range(length):
+            dx = xm - gx[j]
+            dy = ym - gy[j]
+            qmid[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy + go[j]
+        lo = 0.0  # bisection for G (float64): hi stays valid (>= K maxima <= hi), lo invalid
+        hi = 0.0
+        for j in range(length):
+            hi = max(hi, np.float64(qhi[j]))
+        for rnd in range(12):
+            mid = 0.5 * (lo + hi) if rnd < 4 else math.sqrt(max(lo, 1e-12) * hi)
+            cnt = 0
+            for j in range(length):
+                cnt += qhi[j] <= mid
+            if cnt >= top_k:
+                hi = mid
+            else:
+                lo = mid
+        thresh = hi * 1.001 + 1e-6  # margin over float32 rounding of the bounds
+        for j in range(length):  # likely winners first (key at the centre within G) ...
+            if qlo[j] <= thresh and qmid[j] <= thresh:
+                cand[ncand] = j
+                ncand += 1
+        for j in range(length):  # ... then the other survivors
+            if qlo[j] <= thresh and qmid[j] > thresh:
+                cand[ncand] = j
+                ncand += 1
+    else:
+        for j in range(length):
+            cand[j] = j
+        ncand = length
+    for ch in range(ncol):
+        row = acc[ch]
+        for l in range(lanes):
+            row[l] = f(0.0)
+    for l in range(lanes):
+        sv[l] = f(0.0)
+    ninsert = 0
+    if ncand == 0:
+        return ncand, ninsert
+    ki = kq.view(best.dtype)
+    # index bits: the tile-list position, so every chunk of a tile packs a point's keys alike
+    nbits = 1
+    while (1 << nbits) < length:
+        nbits += 1
+    lowmask = it((1 << nbits) - 1)
+    himask = ~lowmask
+    empty = it(np.iinfo(best.dtype).max)
+    for k in range(kk):
+        row_b = best[k]
+        for l in range(lanes):
+            row_b[l] = empty
+    worst = best[kk - 1]  # each lane's K-th smallest key (``empty``: every candidate counts)
+    for ci in range(ncand):
+        j = cand[ci]
+        xa, ya, a, b, c, o = gx[j], gy[j], ga[j], gb[j], gc[j], go[j]
+        row_q = qmat[j]
+        for l in range(lanes):
+            dx = lx[l] - xa
+            dy = ly[l] - ya
+            qv = a * dx * dx + b * dx * dy + c * dy * dy
+            row_q[l] = (qv if qv > f(0.0) else f(0.0)) + o
+        if top_k == 0:
+            continue
+        for l in range(lanes):
+            kq[l] = row_q[l]
+        better = 0
+        jj = it(j)
+        for l in range(lanes):
+            kv = (ki[l] & himask) | jj
+            key[l] = kv
+            better += kv < worst[l]
+        if better == 0:
+            continue
+        ninsert += 1
+        for k in range(top_k):  # sorted insertion as a min/max network
+            row_b = best[k]
+            for l in range(lanes):
+                bv = row_b[l]
+                kv = key[l]
+                row_b[l] = min(bv, kv)
+                key[l] = max(bv, kv)
+    # Blend, densely: a candidate is one of a lane's K winners iff its key <= the lane's K-th key.
+    # Candidates go in tile-list order, so the sum's order does not depend on the pruning (the
+    # non-winners add exact zeros): every chunk of a tile sums a point's winners alike.
+    for ci in range(ncand):
+        keep[cand[ci]] = True
+    for j in range(length):
+        if not keep[j]:
+            continue
+        keep[j] = False
+        row_q = qmat[j]
+        for l in range(lanes):
+            kq[l] = row_q[l]
+        jj = it(j)
+        for l in range(lanes):
+            key[l] = ((ki[l] & himask) | jj) <= worst[l]
+        _exp(row_q, wv, ev, x64, n64, p64, e64)
+        for l in range(lanes):
+            wv[l] = wv[l] if key[l] != 0 else f(0.0)
+        for l in range(lanes):
+            sv[l] += wv[l]
+        for ch in range(ncol):
+            col = gcol[j, ch]
+            row = acc[ch]
+            for l in range(lanes):
+                row[l] += wv[l] * col
+    return ncand, ninsert
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _normalise(acc, sv, feps, ncol):
+    """acc[ch] /= sv + eps, in place: the blend's result per lane (one code path for all kernels,
+    so that they round alike)."""
+    for l in range(LANES):
+        sv[l] = sv[l] + feps
+    for ch in range(ncol):
+        row = acc[ch]
+        for l in range(LANES):
+            row[l] = row[l] / sv[l]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _exp(q, out, ev, x64, n64, p64, e64):
+    """out = exp(-q / 2) over LANES lanes in q's precision (float32 or float64)."""
+    if q.itemsize == 4:
+        _exp_neg_half32(q, x64.view(np.float32)[:LANES], ev.view(np.int32)[:LANES], out, LANES)
+    else:
+        _exp_neg_half(q, n64, p64, e64, x64, LANES)
+        for l in range(LANES):
+            out[l] = x64[l]
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
+           stats, kproto):
+    """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
+
+    ``stats`` (tiles of the region, 4) int64 receives per tile: chunks, tile-list entries summed
+    over chunks, candidates after pruning, candidates that entered a top K (the cost model's counts).
+    All arrays share one float dtype; ``kproto`` is an empty int array of the same width (the keys').
+
+    ``qoff``: (N,) offsets o >= 0, or an empty array for none. Only the tiles and 8x8 blocks that
+    meet the region are evaluated; each such block is computed exactly as in a whole-image decode
+    (same lanes, same pruning box), so a region equals the crop of the whole image bit for bit.
+    """
+    ntx = (width + TILE - 1) // TILE
+    ncol = colors.shape[1]
+    kk = max(top_k, 1)
+    dt = means.dtype
+    f = dt.type
+    feps = f(eps)
+    tx0 = x0 // TILE
+    ty0 = y0 // TILE
+    rtx = (x1 - 1) // TILE - tx0 + 1
+    rty = (y1 - 1) // TILE - ty0 + 1
+    for r in prange(rtx * rty):
+        for c4 in range(4):
+            stats[r, c4] = 0
+        ty = ty0 + r // rtx
+        tx = tx0 + r % rtx
+        t = ty * ntx + tx
+        start = offsets[t]
+        length = offsets[t + 1] - start
+        tile = _tile(means, conics, qoff, colors, ids, start, length)
+        scratch = _scratch(length, ncol, kk, dt, kproto.dtype)
+        sv = scratch[12]
+        acc = scratch[14]
+        lx = np.empty(LANES, dt)
+        ly = np.empty(LANES, dt)
+        for blk in range(SUB * SUB):
+            by0 = ty * TILE + (blk // SUB) * BLOCK
+            bx0 = tx * TILE + (blk % SUB) * BLOCK
+            by1 = min(by0 + BLOCK, height)
+            bx1 = min(bx0 + BLOCK, width)
+            if by0 >= min(y1, by1) or bx0 >= min(x1, bx1) or by1 <= y0 or bx1 <= x0:
+                continue
+            for l in range(LANES):
+                lx[l] = f(bx0 + l % BLOCK) + f(0.5)
+            for l in range(LANES):
+                ly[l] = f(by0 + l // BLOCK) + f(0.5)
+            nc, ni = _blend_chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5), f(by1) - f(0.5),
+                                  tile, scratch, top_k)
+            stats[r, 0] += 1
+            stats[r, 1] += length
+            stats[r, 2] += nc
+            stats[r, 3] += ni
+            _normalise(acc, sv, feps, ncol)
+            for l in range(LANES):
+                py = by0 + l // BLOCK
+                px = bx0 + l % BLOCK
+                if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
+                    for ch in range(ncol):
+                        out[ch, py - y0, px - x0] = acc[ch, l]
+
+
+@njit(cache=True)
+def group_points(px, py, height, width):
+    """Counting sort of points (output-pixel coordinates) by tile, then 8x8 sub-block.
+
+    Returns (order, starts): ``order`` lists point indices grouped by tile; tile t's points are
+    ``order[starts[t]:starts[t + 1]]``. Points on the far edge (x = width) belong to the last tile.
+    """
+    ntx = (width + TILE - 1) // TILE
+    nty = (height + TILE - 1) // TILE
+    nbuckets = ntx * nty * SUB * SUB
+    n = px.shape[0]
+    bucket = np.empty(n, np.int64)
+    counts = np.zeros(nbuckets + 1, np.int64)
+    for i in range(n):
+        ix = min(max(int(math.floor(px[i])), 0), width - 1)
+        iy = min(max(int(math.floor(py[i])), 0), height - 1)
+        tx = ix // TILE
+        ty = iy // TILE
+        b = ((ty * ntx + tx) * SUB + (iy % TILE) // BLOCK) * SUB + (ix % TILE) // BLOCK
+        bucket[i] = b
+        counts[b + 1] += 1
+    for b in range(nbuckets):
+        counts[b + 1] += counts[b]
+    order = np.empty(n, np.int64)
+    cursor = counts[:nbuckets].copy()
+    for i in range(n):
+        b = bucket[i]
+        order[cursor[b]] = i
+        cursor[b] += 1
+    starts = counts[:: SUB * SUB].copy()
+    return order, starts
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py, order, starts, out,
+                  stats, kproto):
+    """Evaluate the blend at points (px, py) (output pixels) into ``out`` (P, C).
+
+    ``stats`` (tiles, 4) int64: as for ``decode`` (zero for tiles without points).
+
+    ``order``/``starts`` from ``group_points``; each point uses its tile's Gaussian list. Runs of
+    up to 64 consecutive points of a tile (sorted by sub-block) share one pruning box.
+    """
+    ncol = colors.shape[1]
+    kk = max(top_k, 1)
+    dt = means.dtype
+    f = dt.type
+    feps = f(eps)
+    num_tiles = starts.shape[0] - 1
+    for t in prange(num_tiles):
+        for c4 in range(4):
+            stats[t, c4] = 0
+        p0 = starts[t]
+        p1 = starts[t + 1]
+        if p1 == p0:
+            continue
+        start = offsets[t]
+        length = offsets[t + 1] - start
+        tile = _tile(means, conics, qoff, colors, ids, start, length)
+        scratch = _scratch(length, ncol, kk, dt, kproto.dtype)
+        sv = scratch[12]
+        acc = scratch[14]
+        lx = np.empty(LANES, dt)
+        ly = np.empty(LANES, dt)
+        for c0 in range(p0, p1, LANES):
+            n = min(LANES, p1 - c0)
+            xlo = math.inf
+            xhi = -math.inf
+            ylo = math.inf
+            yhi = -math.inf
+            for l in range(LANES):
+                i = order[c0 + min(l, n - 1)]  # spare lanes repeat the last point
+                lx[l] = px[i]
+                ly[l] = py[i]
+            for l in range(n):
+                xlo = min(xlo, lx[l])
+                xhi = max(xhi, lx[l])
+                ylo = min(ylo, ly[l])
+                yhi = max(yhi, ly[l])
+            nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k)
+            stats[t, 0] += 1
+            stats[t, 1] += length
+            stats[t, 2] += nc
+            stats[t, 3] += ni
+            _normalise(acc, sv, feps, ncol)
+            for l in range(n):
+                i = order[c0 + l]
+                for ch in range(ncol):
+                    out[i, ch] = acc[ch, l]

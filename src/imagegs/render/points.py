@@ -1,0 +1,87 @@
+"""Random access: the rendered image's value at arbitrary continuous points, without rendering it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..gaussians import Gaussians
+from . import FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_top_k, _needs_grad, _resolve_backend
+from . import average_subsamples, project_for, reference, supersampling
+
+
+def _check_points(xy, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(xy, np.ndarray):
+        xy = torch.from_numpy(xy)
+    if not isinstance(xy, torch.Tensor):
+        try:
+            xy = torch.as_tensor(xy, dtype=dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError("xy must be a (P, 2) array of coordinates") from None
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"xy must have shape (P, 2), got {tuple(xy.shape)}")
+    if not (xy.dtype.is_floating_point or xy.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"xy must hold real numbers, got {xy.dtype}")
+    if not torch.isfinite(xy).all():
+        raise ValueError("xy contains NaN or infinite values")
+    if xy.numel() and (xy.min() < 0 or xy.max() > 1):
+        raise ValueError(f"xy must lie in [0, 1]^2, got values in [{float(xy.min()):g}, {float(xy.max()):g}]")
+    return xy
+
+
+def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width: int | None = None,
+                  top_k: int | None = 10, eps: float = 1e-4, antialias: bool = True,
+                  filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE,
+                  backend: str = "auto") -> torch.Tensor:
+    """Evaluate the model at arbitrary continuous points, without rendering the rest of the image.
+
+    Args:
+        gaussians: the model.
+        xy: (P, 2) tensor or array of points in [0, 1]^2, the Gaussians' convention: x = column
+            position / width (to the right), y = row position / height (down); the centre of pixel
+            (i, j) of the height x width grid is ((j + 0.5) / width, (i + 0.5) / height).
+        height, width: the pixel grid whose tiles (and, below the native size, whose pixel
+            footprint for ``antialias``) define the evaluation; default: the native size.
+        top_k, eps, antialias, filter_sigma, supersample, backend: as for ``render`` (below the
+            native size each point averages sy x sx sub-points spread over its pixel's footprint,
+            evaluated on the sub-sample grid's tiles).
+    Returns:
+        (P, C) values in the dtype of ``gaussians.xy``. At pixel centres they equal
+        ``render(gaussians, height, width)`` at those pixels; elsewhere they are the same blend
+        (the K largest of the tile's Gaussians) at the exact point.
+    """
+    height = gaussians.height if height is None else height
+    width = gaussians.width if width is None else width
+    h, w = _check_size(height, width)
+    k = _check_top_k(top_k)
+    g = gaussians
+    _check_gaussians(g)
+    dt = g.xy.dtype
+    sy, sx = supersampling(g, h, w, antialias=antialias, supersample=supersample)
+    hs, ws = _check_size(h * sy, w * sx)
+    # scaled in float64, then rounded once: a pixel centre (j + 0.5) / width lands on j + 0.5 (and
+    # its sub-points on the sub-sample grid's pixel centres)
+    xy64 = _check_points(xy, dt).to(torch.float64)
+    sub = torch.stack([xy64[:, 0] * ws, xy64[:, 1] * hs], 1)  # (P, 2) in sub-sample grid pixels
+    if sy * sx > 1:
+        oy, ox = torch.meshgrid(torch.arange(sy, dtype=torch.float64) + 0.5 - sy / 2,
+                                torch.arange(sx, dtype=torch.float64) + 0.5 - sx / 2, indexing="ij")
+        sub = (sub[:, None, None, :] + torch.stack([ox, oy], -1)[None]).reshape(-1, 2)  # (P sy sx, 2)
+    pts = sub.to(device=g.xy.device, dtype=dt)
+    means, conics, radii, qoff = project_for(g, hs, ws, antialias=antialias, filter_sigma=filter_sigma)
+    colors = g.color.to(dt)
+    grad = _needs_grad(means, conics, colors, qoff, pts)
+    backend = _resolve_backend(backend, pts.device, grad, "random access")
+    if backend == "reference":
+        vals = reference.rasterize_points(means, conics, colors, radii, pts, hs, ws, top_k=k or None,
+                                          eps=eps, qoff=qoff)
+    else:
+        from .decode import points_decode  # imports numba lazily
+
+        vals = points_decode(means, conics, colors, radii, pts, hs, ws, top_k=k, eps=eps, qoff=qoff)
+    if sy * sx == 1:
+        return vals
+    p, c = xy64.shape[0], colors.shape[1]
+    # (P, sy, sx, C) -> (P C?, ...): the same summation order as ``render``
+    per = vals.reshape(p, sy, sx, c).permute(0, 3, 1, 2).reshape(p * c, sy, 1, sx)
+    return average_subsamples(per, sy, sx).reshape(p, c)

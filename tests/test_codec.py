@@ -1,0 +1,136 @@
+"""Image -> .igs -> image: quantisation-aware fitting, rate control, decoding, the CLI."""
+
+import numpy as np
+import pytest
+import torch
+from skimage import data, transform
+
+from imagegs import codec, fit, igsfile, metrics, render
+from imagegs.cli import main
+from imagegs.quantize import Bits, dequantize, quantize
+
+
+@pytest.fixture(scope="module")
+def coffee():
+    img = transform.resize(data.coffee(), (48, 72), anti_aliasing=True)
+    return (img * 255).round().astype(np.uint8)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    t = lambda x: torch.from_numpy(x).permute(2, 0, 1).double() / 255  # noqa: E731
+    return metrics.psnr(t(a), t(b))
+
+
+def test_fit_reports_levels_and_lod_training(coffee):
+    g = fit(coffee, num_gaussians=400, max_steps=120)
+    assert g.fit_info["levels"] == [200, 100, 100] and g.num == 400  # additions at 50, 100
+    g2 = fit(coffee, num_gaussians=400, max_steps=120, lod_training=True)
+    assert g2.fit_info["levels"] == [200, 100, 100]
+    assert not torch.equal(g.xy, g2.xy)
+    with pytest.raises(ValueError, match="lod_every"):
+        fit(coffee, num_gaussians=400, lod_training=True, lod_every=0)
+
+
+def test_quantisation_aware_fit_sees_the_file(coffee):
+    """With quant_bits the fit's forward is the decoder's image, bit for bit (same grids,
+    canonical axes, clipped colour range), and quantising happens only from quant_start on."""
+    import sys
+
+    from imagegs.render import project, rasterize
+
+    fit_mod = sys.modules["imagegs.fit"]
+    bits = Bits(10, 5, 5, 5)
+    g = fit(coffee, num_gaussians=300, max_steps=60, quant_bits=bits.as_tuple(), quant_start=0.5)
+    h, w = coffee.shape[:2]
+    with torch.no_grad():
+        xy, inv, r, c = fit_mod._fake_quantize_params(g.xy, 1 / g.scale, g.rot, g.color, bits)
+        m, con, rad = project(xy, inv, r, height=h, width=w, native_height=h, native_width=w,
+                              inverse_scale=True)
+        seen = rasterize(m, con, c, rad, h, w)
+        decoded = render(dequantize(quantize(g, bits)))
+    torch.testing.assert_close(seen, decoded, atol=1e-5, rtol=0)
+    assert not torch.allclose(render(g), decoded, atol=1e-3)  # 5 bits do change the image
+    # quant_start=1.0: never quantised, the same fit as without quant_bits
+    g2 = fit(coffee, num_gaussians=300, max_steps=60, quant_bits=bits.as_tuple(), quant_start=1.0)
+    g3 = fit(coffee, num_gaussians=300, max_steps=60)
+    torch.testing.assert_close(g2.xy, g3.xy)
+
+
+@pytest.mark.parametrize("bpp", [1.5, 4.0])
+def test_rate_control_hits_the_target(coffee, bpp):
+    enc = codec.compress(coffee, bpp=bpp, max_steps=80)
+    h, w = coffee.shape[:2]
+    assert enc.bpp == 8 * len(enc.data) / (h * w)
+    assert (1 - codec.RATE_TOLERANCE) * bpp <= enc.bpp <= bpp
+    assert sum(enc.levels) == enc.num
+    out = codec.decode(enc.data)
+    assert out.shape == coffee.shape and out.dtype == np.uint8
+    assert _psnr(out, coffee) > 18
+
+
+def test_rate_control_errors(coffee):
+    with pytest.raises(codec.RateControlError, match="too few"):
+        codec.compress(coffee, bpp=0.01)
+    for bad in (0, -1, float("nan"), "x"):
+        with pytest.raises(ValueError):
+            codec.compress(coffee, bpp=bad)
+    with pytest.raises(ValueError, match="either"):
+        codec.compress(coffee, bpp=1, num_gaussians=10)
+
+
+def test_decode_sizes_lod_and_gaussians(coffee):
+    enc = codec.compress(coffee, num_gaussians=300, max_steps=100, bits=16)
+    g, h = codec.decode_gaussians(enc.data)
+    torch.testing.assert_close(g.xy, enc.gaussians.xy)
+    assert codec.decode(enc.data, height=96, width=144).shape == (96, 144, 3)
+    full = _psnr(codec.decode(enc.data), coffee)
+    coarse = _psnr(codec.decode(enc.data, lod=1), coffee)
+    assert coarse < full
+    img = codec.decode(enc.data, as_uint8=False)
+    assert img.shape == (3, 48, 72) and img.dtype == torch.float32
+
+
+def test_cli_encode_decode_info(tmp_path, coffee, capsys):
+    from PIL import Image
+
+    src = tmp_path / "coffee.png"
+    Image.fromarray(coffee).save(src)
+    out = tmp_path / "c.igs"
+    assert main(["encode", str(src), "-o", str(out), "--bpp", "3", "--steps", "60", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "bpp" in text and "PSNR" in text
+    assert 0.95 * 3 <= 8 * out.stat().st_size / (48 * 72) <= 3
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert ".igs v1" in text and "level 1" in text
+    png = tmp_path / "d.png"
+    assert main(["decode", str(out), "-o", str(png), "--scale", "2", "--lod", "2"]) == 0
+    assert Image.open(png).size == (144, 96)
+    assert main(["decode", str(out), "-o", str(png), "--scale", "0.5", "--region", "4,2,20,14"]) == 0
+    assert Image.open(png).size == (16, 12)
+    # errors: one line, exit 2, nothing written
+    bad = tmp_path / "bad.igs"
+    bad.write_bytes(out.read_bytes()[:-5])
+    assert main(["decode", str(bad), "-o", str(tmp_path / "x.png")]) == 2
+    assert "truncated" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    assert main(["decode", str(out), "-o", str(tmp_path / "x.png"), "--lod", "9"]) == 2
+    assert "level of detail" in capsys.readouterr().err
+    assert main(["encode", str(src), "-o", str(out), "--bits", "3"]) == 2
+    assert "bits" in capsys.readouterr().err
+    assert main(["encode", str(src), "-o", str(out), "--bpp", "0.001", "--quiet"]) == 2
+    assert "bpp" in capsys.readouterr().err
+
+
+def test_cli_encode_texture_stack_keeps_maps(tmp_path, coffee):
+    from PIL import Image
+
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    Image.fromarray(coffee).save(folder / "albedo.png")
+    Image.fromarray(coffee[..., 0]).save(folder / "gloss.png")
+    out = tmp_path / "m.igs"
+    assert main(["encode", str(folder), "-o", str(out), "--gaussians", "200", "--steps", "40", "--quiet"]) == 0
+    h = igsfile.read_header(out.read_bytes())
+    assert h.channels == 4 and h.groups == [("albedo", 3), ("gloss", 1)]
+    assert main(["decode", str(out), "-o", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d_albedo.png").exists() and (tmp_path / "d_gloss.png").exists()
