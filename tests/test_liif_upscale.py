@@ -96,6 +96,9 @@ def test_cli_upscale(tmp_path, small_rgb, capsys):
     (["--scale", "2", "--method", "gaussians", "--gaussians", "100000"], "--gaussians must be"),
     (["--scale", "2", "--weights", "missing.pth"], "no such checkpoint"),
     (["--scale", "2", "--batch", "0"], "--batch must be"),
+    (["--scale", "2", "--device", "nodevice"], "--device nodevice"),
+    pytest.param(["--scale", "2", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
 ])
 def test_cli_upscale_errors(tmp_path, small_rgb, capsys, args, message):
     src = write_image(small_rgb, tmp_path / "in.png")

@@ -256,11 +256,17 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for m, rows in summary["table"].items():
+    table = {m: {int(k): r for k, r in rows.items()} for m, rows in summary["table"].items()}
+    full = {k: r["images"] for k, r in table.get("bicubic", {}).items()}
+    for m, rows in table.items():
         s = sorted(rows)
-        a.plot(s, [rows[k]["psnr"] for k in s], "o-", label=m)
+        subset = any(rows[k]["images"] < full.get(k, 0) for k in s)
+        if not subset:  # a mean over fewer images is not comparable: shown as a gain only
+            a.plot(s, [rows[k]["psnr"] for k in s], "o-", label=m)
         if m != "bicubic":
-            b.plot(s, [rows[k]["gain_over_bicubic"] for k in s], "o-", label=f"{m} (ours)")
+            n = max(rows[k]["images"] for k in s)
+            b.plot(s, [rows[k]["gain_over_bicubic"] for k in s], "o-",
+                   label=f"{m} (ours{f', {n} images' if subset else ''})")
     ps = sorted(PAPER["liif"])
     b.plot(ps, [PAPER["liif"][k] - PAPER["bicubic"][k] for k in ps], "k--", label="LIIF, paper (DIV2K)")
     for ax, title in ((a, "mean PSNR (dB), RGB, shave s + 6"), (b, "gain over bicubic (dB)")):
@@ -278,20 +284,31 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def format_table(summary: dict) -> str:
-    """Markdown table: mean PSNR per scale and method, LIIF's gain next to the paper's."""
-    table = summary["table"]
+    """Markdown table: mean PSNR per scale and method, gains over bicubic (LIIF: with the paper's).
+
+    Image-GS may cover fewer images than the others: its column gives (images) and its gain is
+    over bicubic on those same images.
+    """
+    table = {m: {int(s): r for s, r in rows.items()} for m, rows in summary["table"].items()}
+    sanity = {int(s): v for s, v in summary["liif_gain_vs_paper"].items()}
     scales = sorted({s for rows in table.values() for s in rows})
     methods = [m for m in METHODS if m in table]
-    head = "| scale | " + " | ".join(methods) + " | LIIF gain (ours) | LIIF gain (paper) | ratio |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    names = {"liif": "LIIF", "bicubic": "bicubic", "lanczos": "Lanczos", "gaussians": "Image-GS"}
+    head = ["scale"] + [names[m] for m in methods] + ["LIIF gain", "paper's gain", "ratio"]
+    if "gaussians" in table:
+        head.append("Image-GS gain")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in scales:
-        cells = []
+        cells = [f"x{s}"]
         for m in methods:
             r = table[m].get(s)
-            cells.append(f"{r['psnr']:.2f}" + (f" ({r['images']})" if m == "gaussians" else "") if r else "")
-        san = summary["liif_gain_vs_paper"].get(s)
-        extra = (f"{san['ours']:+.2f} | {san['paper']:+.2f} | {san['fraction']:.0%}" if san else " | | ")
-        lines.append(f"| x{s} | " + " | ".join(cells) + f" | {extra} |")
+            cells.append("" if r is None else f"{r['psnr']:.2f}" + (f" ({r['images']})" if m == "gaussians" else ""))
+        san = sanity.get(s)
+        cells += [f"{san['ours']:+.2f}", f"{san['paper']:+.2f}", f"{san['fraction']:.0%}"] if san else ["", "", ""]
+        if "gaussians" in table:
+            g = table["gaussians"].get(s)
+            cells.append(f"{g['gain_over_bicubic']:+.2f}" if g and g["gain_over_bicubic"] is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -43,7 +43,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                        scale=args.scale)
     options: dict = {}
     if args.method == "liif":
-        options["model"] = load_model(args.weights)
+        try:
+            device = torch.device(args.device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError("this torch build sees no CUDA device")
+            options["model"] = load_model(args.weights, device=device)
+        except RuntimeError as e:  # unknown or unavailable device
+            raise CLIError(f"--device {args.device}: {' '.join(str(e).split())[:200]}") from None
     elif args.method == "gaussians":
         num = args.gaussians if args.gaussians is not None else default_gaussians(image.height, image.width)
         if not 1 <= num <= image.height * image.width:
@@ -104,6 +110,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, metavar="H", help="output height (alone: keep aspect ratio)")
     p.add_argument("--method", choices=METHODS, default="liif", help="default: liif")
     p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
+    p.add_argument("--device", default="cpu", help="torch device for LIIF, e.g. cuda (default cpu)")
     p.add_argument("--gaussians", type=int, metavar="N",
                    help="Image-GS budget (default: 10000, at most half the input's pixels)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="Q",
