@@ -84,6 +84,9 @@ def test_run_resume_and_outputs(tmp_path, folder, monkeypatch):
     again = sr.run(methods=["liif", "bicubic", "lanczos", "gaussians"], max_gaussians=40,
                    gaussian_scales=[3], fit_steps=100, **kw)
     assert again["table"] == summary["table"]
+    partial = sr.run(methods=["bicubic", "gaussians"], gaussian_scales=[2, 3], cached_only=True,
+                     fit_steps=100, **{**kw, "out_dir": None})
+    assert set(partial["table"]["gaussians"]) == {3}  # x2 was never fitted: left out, not computed
     assert "| x2 |" in sr.format_table(again)
 
 

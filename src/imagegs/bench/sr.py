@@ -138,8 +138,12 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
         work_dir: Path, out_dir: Path | None, weights: str | None = None, crop: int = 0,
         max_gaussians: int = 10_000, gaussian_scales: list[int] | None = None,
         gaussian_images: list[str] | None = None, fit_steps: int | None = None,
-        progress: bool = True) -> dict:
-    """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``)."""
+        cached_only: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``).
+
+    ``cached_only``: compute nothing, summarise the items already in ``work_dir`` (e.g. the part
+    of an interrupted run that finished).
+    """
     from tqdm import tqdm
 
     bad = sorted(set(methods) - set(METHODS))
@@ -149,7 +153,7 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
         raise ValueError("scales must be integers >= 1")
     pictures = [(name, centre_crop(hr, crop)) for name, hr in _load_images(images, samples)]
     model = None
-    if "liif" in methods:
+    if "liif" in methods and not cached_only:
         from ..liif.weights import load_model
 
         model = load_model(weights)
@@ -172,6 +176,8 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
         item_path = items_dir / f"{key}.json"
         if item_path.exists():
             results.append(json.loads(item_path.read_text()))
+            continue
+        if cached_only:
             continue
         hr_crop, lr = degrade(hr, s)
         budget = _gaussian_budget(lr, max_gaussians)
@@ -349,6 +355,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "<cache>/bench-sr, the cache of 'imagegs liif weights')")
     p.add_argument("--out-dir", default="benchmarks/results", metavar="DIR",
                    help="where sr_*.json and sr_psnr.png go (default benchmarks/results)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: summarise the results already in --work-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -362,6 +370,7 @@ def run_cli(args: argparse.Namespace) -> int:
     summary = run(images=args.images, samples=args.samples, scales=args.scales, methods=args.methods,
                   work_dir=work_dir, out_dir=Path(args.out_dir), weights=args.weights,
                   max_gaussians=args.max_gaussians, crop=args.crop, gaussian_scales=args.gaussian_scales,
-                  gaussian_images=args.gaussian_images, fit_steps=args.fit_steps, progress=not args.quiet)
+                  gaussian_images=args.gaussian_images, fit_steps=args.fit_steps,
+                  cached_only=args.cached_only, progress=not args.quiet)
     print(format_table(summary))
     return 0
