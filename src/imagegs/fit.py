@@ -68,9 +68,10 @@ class FitConfig:
     quant_start: float = 0.0  # share of max_steps fitted in float before quantisation starts
     # Level-of-detail training: on one step in ``lod_every`` after the first addition, fit the
     # render of a random coarser prefix (whole levels) instead of the full set, so each level
-    # stands alone (astronaut, every 2nd step: coarsest level +11 dB, full image -1.3 dB).
+    # stands alone. Astronaut: every 4th step, coarsest level 32.6 dB instead of 22.7, full image
+    # -0.83 dB; every 2nd step, 33.9 dB and -1.27 dB.
     lod_training: bool = False
-    lod_every: int = 2
+    lod_every: int = 4
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
