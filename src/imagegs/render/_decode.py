@@ -36,7 +36,7 @@ from ._kernels import FASTMATH, TILE, _exp_neg_half
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
 SUB = TILE // BLOCK  # sub-blocks per tile side (query grouping; 1 with whole-tile chunks)
-NSTATS = 4  # per-tile work counts (see ``decode``)
+NSTATS = 5  # per-tile work counts (see ``decode``)
 
 _LOG2E = 1.4426950408889634
 _LN2_HI32 = 0.693145751953125  # ln 2 split for float32 range reduction
@@ -290,8 +290,9 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
            stats, kproto, lanes):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
-    ``stats`` (tiles of the region, 4) int64 receives per tile: chunks, tile-list entries summed
-    over chunks, candidates after pruning, candidates that entered a top K (the cost model's counts).
+    ``stats`` (tiles of the region, NSTATS) int64 receives per tile, summed over its chunks: chunks,
+    tile-list entries (pruned), candidates x lanes evaluated, candidates that entered a top K, lanes
+    evaluated (the cost model's counts).
     All arrays share one float dtype; ``kproto`` is an empty int array of the same width (the keys').
     ``lanes`` = LANES, passed at run time: both kernels then run the same (run-time trip count)
     vector loops, so that a point rounds exactly as the pixel it sits on.
@@ -311,7 +312,7 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     rtx = (x1 - 1) // TILE - tx0 + 1
     rty = (y1 - 1) // TILE - ty0 + 1
     for r in prange(rtx * rty):
-        for c4 in range(4):
+        for c4 in range(NSTATS):
             stats[r, c4] = 0
         ty = ty0 + r // rtx
         tx = tx0 + r % rtx
@@ -339,8 +340,9 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                                   tile, scratch, top_k, lanes)
             stats[r, 0] += 1
             stats[r, 1] += length
-            stats[r, 2] += nc
+            stats[r, 2] += nc * lanes
             stats[r, 3] += ni
+            stats[r, 4] += lanes
             _normalise(acc, sv, feps, ncol, lanes)
             for l in range(LANES):
                 py = by0 + l // BLOCK
@@ -388,7 +390,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
                   stats, kproto, lanes):
     """Evaluate the blend at points (px, py) (output pixels) into ``out`` (P, C).
 
-    ``stats`` (tiles, 4) int64: as for ``decode`` (zero for tiles without points).
+    ``stats`` (tiles, NSTATS) int64: as for ``decode`` (zero for tiles without points).
 
     ``order``/``starts`` from ``group_points``; each point uses its tile's Gaussian list. Runs of
     up to ``lanes`` consecutive points of a tile share one pruning box.
@@ -400,7 +402,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
     feps = f(eps)
     num_tiles = starts.shape[0] - 1
     for t in prange(num_tiles):
-        for c4 in range(4):
+        for c4 in range(NSTATS):
             stats[t, c4] = 0
         p0 = starts[t]
         p1 = starts[t + 1]
@@ -434,8 +436,9 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
             nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
             stats[t, 0] += 1
             stats[t, 1] += length
-            stats[t, 2] += nc
+            stats[t, 2] += nc * nl
             stats[t, 3] += ni
+            stats[t, 4] += nl
             _normalise(acc, sv, feps, ncol, nl)
             for l in range(n):
                 i = order[c0 + l]
