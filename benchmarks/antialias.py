@@ -104,21 +104,21 @@ def table(result: dict) -> str:
     med = result["median"]
     lines = [f"Downscaling: 8-bit PSNR (dB) against the Lanczos-downscaled original, median over "
              f"{', '.join(result['images_downscale'])} (default fits, long side 1024, 10k Gaussians)", "",
-             "| factor | point sampled | prefilter alone, sigma 0.3 | best prefilter alone | **default** (sub-samples) "
+             "| factor (images) | point sampled | prefilter alone, sigma 0.3 | best prefilter alone | **default** (sub-samples) "
              "| native decode, box-downscaled | native decode, Lanczos-downscaled |", "|---|---|---|---|---|---|---|"]
     for f, v in med["downscale"].items():
         best = max(v["prefiltered"], key=lambda k: v["prefiltered"][k])
-        lines.append(f"| 1/{f} | {v['point_sampled']:.2f} | {v['prefiltered']['0.3']:.2f} | "
+        lines.append(f"| 1/{f} ({v['images']}) | {v['point_sampled']:.2f} | {v['prefiltered']['0.3']:.2f} | "
                      f"{v['prefiltered'][best]:.2f} (sigma {best}) | **{v['default']:.2f}** | "
                      f"{v['native_then_box']:.2f} | {v['native_then_lanczos']:.2f} |")
     if med["upscale"]:
         lines += ["", f"Upscaling: the original downscaled by f, fitted (10000 / f^2 Gaussians), rendered back at the "
-                      f"original size; 8-bit PSNR (dB) against the original, median over "
-                      f"{', '.join(result['images_upscale'])}", "",
-                  "| factor | Gaussians at the size | native decode, Lanczos-upscaled | native decode, bicubic "
+                      f"original size; 8-bit PSNR (dB) against the original, median over the images fitted in time "
+                      f"({', '.join(result['images_upscale'])})", "",
+                  "| factor (images) | Gaussians at the size | native decode, Lanczos-upscaled | native decode, bicubic "
                   "| downscaled image, Lanczos-upscaled | fit quality at its size |", "|---|---|---|---|---|---|"]
         for f, v in med["upscale"].items():
-            lines.append(f"| {f}x | {v['gaussians_at_size']:.2f} | {v['native_decode_lanczos']:.2f} | "
+            lines.append(f"| {f}x ({v['images']}) | {v['gaussians_at_size']:.2f} | {v['native_decode_lanczos']:.2f} | "
                          f"{v['native_decode_bicubic']:.2f} | {v['image_lanczos']:.2f} | {v['native_decode_psnr']:.2f} |")
     return "\n".join(lines)
 

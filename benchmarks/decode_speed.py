@@ -35,6 +35,7 @@ import fitcache
 
 # Multiply-accumulates of the decode kernel, counted from its code (float32 models):
 PRUNE_MACS = 25  # per (chunk, tile-list entry): 4 corner q (16), the lower bound (3), q at the centre (6)
+# (chunks: whole 16x16 tiles for images, runs of up to 256 points of a tile for random access)
 Q_MACS = 6  # per (candidate, lane): A dx^2 + 2B dx dy + C dy^2
 EXP_MACS = 11  # per (candidate, lane): range reduction (3), degree-7 polynomial (7), scaling (1)
 # (the selection network adds ~2K integer min/max per inserted candidate: compares, not MACs)
@@ -42,15 +43,15 @@ EXP_MACS = 11  # per (candidate, lane): range reduction (3), degree-7 polynomial
 
 def macs(counts: dict, channels: int) -> dict:
     """MACs per point from the kernel's work counts: pruning + q per candidate and lane + the dense
-    blend (exp, C colour MACs and the weight sum per candidate and lane); lanes = 64 per chunk."""
-    lanes = 64 * counts["chunks"]
-    per_lane_cand = counts["candidates"] * 64 / max(lanes, 1)
-    total = (PRUNE_MACS * counts["list_entries"] + counts["candidates"] * 64 * (Q_MACS + EXP_MACS + channels + 1))
+    blend (exp, C colour MACs and the weight sum per candidate and lane)."""
+    lanes = counts["lanes"]
+    per_lane_cand = counts["candidate_lanes"] / max(lanes, 1)
+    total = (PRUNE_MACS * counts["list_entries"] + counts["candidate_lanes"] * (Q_MACS + EXP_MACS + channels + 1))
     return {"macs_per_point": total / counts["points"],
             "macs_per_lane": total / max(lanes, 1),
             "lanes_per_point": lanes / counts["points"],
             "tile_list_per_chunk": counts["list_entries"] / max(counts["chunks"], 1),
-            "candidates_per_chunk": per_lane_cand,
+            "candidates_per_lane": per_lane_cand,
             "insertions_per_chunk": counts["insertions"] / max(counts["chunks"], 1),
             "paper_style_macs_per_pixel": 10 * (Q_MACS + EXP_MACS + channels + 1)}
 
@@ -109,7 +110,7 @@ def against_training_forward(g: imagegs.Gaussians, height: int, width: int, runs
 
     def dec():
         _decode.decode(m, con, qo, col, offsets, ids, height, width, 10, 1e-4, 0, 0, width, height, out, stats,
-                       _key_proto(m))
+                       _key_proto(m), _decode.LANES)
 
     train(), dec()
     rows = {"training_forward": [], "decode": []}

@@ -39,20 +39,20 @@ def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Te
     m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, qoff, height, width)
     out = np.empty((col.shape[1], y1 - y0, x1 - x0), m.dtype)
     tiles = ((x1 - 1) // _decode.TILE - x0 // _decode.TILE + 1) * ((y1 - 1) // _decode.TILE - y0 // _decode.TILE + 1)
-    counts = np.empty((tiles, 4), np.int64)
+    counts = np.empty((tiles, _decode.NSTATS), np.int64)
     _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
-                   counts, _key_proto(m))
+                   counts, _key_proto(m), _decode.LANES)
     if stats is not None:
         stats.update(work_counts(counts, (x1 - x0) * (y1 - y0)))
     return torch.from_numpy(out)
 
 
 def work_counts(counts: np.ndarray, points: int) -> dict:
-    """Totals of a kernel's per-tile counts: chunks (of 64 lanes), tile-list entries scanned by the
-    pruning, candidates evaluated at every lane, candidates that entered a top K; and points."""
+    """Totals of a kernel's per-tile counts: chunks, tile-list entries scanned by the pruning,
+    (candidate, lane) evaluations, candidates that entered a top K, lanes evaluated; and points."""
     total = counts.sum(0)
     return {"points": int(points), "chunks": int(total[0]), "list_entries": int(total[1]),
-            "candidates": int(total[2]), "insertions": int(total[3])}
+            "candidate_lanes": int(total[2]), "insertions": int(total[3]), "lanes": int(total[4])}
 
 
 def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
@@ -71,9 +71,9 @@ def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tenso
         py = _np(points[:, 1], m.dtype)
     order, starts = _decode.group_points(px, py, height, width)
     out = np.empty((px.shape[0], col.shape[1]), m.dtype)
-    counts = np.empty((len(starts) - 1, 4), np.int64)
+    counts = np.empty((len(starts) - 1, _decode.NSTATS), np.int64)
     _decode.decode_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out, counts,
-                          _key_proto(m))
+                          _key_proto(m), _decode.LANES)
     if stats is not None:
         stats.update(work_counts(counts, px.shape[0]))
     return torch.from_numpy(out)
