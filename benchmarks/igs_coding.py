@@ -117,7 +117,7 @@ def run(model: str, image: str) -> dict:
     levels = levels_of(meta, n)
     rec = {"model": str(model), "image": image, "size": [g.width, g.height], "gaussians": n,
            "levels": levels, "psnr_float": psnr8(g, target)}
-    configs = {"16": Bits(16, 16, 16, 16), "default": default_bits(g.height, g.width, channels=c),
+    configs = {"16": Bits(16, 16, 16, 16), "default": default_bits(g.height, g.width, num_gaussians=n, channels=c),
                "14,10,10,10": Bits(14, 10, 10, 10), "12,8,8,8": Bits(12, 8, 8, 8),
                "12,7,7,7": Bits(12, 7, 7, 7), "12,6,6,6": Bits(12, 6, 6, 6)}
     rec["bits"] = {}

@@ -61,15 +61,20 @@ class Encoded:
         return self.gaussians.num
 
 
-def default_bits(height: int, width: int, *, channels: int = 3) -> Bits:
-    """Bit depths used when none are given: positions to 1/16 pixel of the longer side (10..16
-    bits), 8 bits for log-scales, rotation and colour.
+def default_bits(height: int, width: int, *, num_gaussians: int = 10_000, channels: int = 3) -> Bits:
+    """Bit depths used when none are given, from the Gaussians' typical spacing
+    d = sqrt(H W / N) pixels: the fewer (and larger) the Gaussians, the less precision each needs.
 
-    Positions matter most: on astronaut (512^2, 10k Gaussians) 1/4 px costs 1.2 dB, 1/8 px 0.57 dB,
-    1/16 px 0.39 dB; going from 8 to 9 bits on the other attributes buys 0.24 dB for 12% more
-    bytes, less than 12% more Gaussians would (docs/NOTES.md)."""
-    pos = min(16, max(10, math.ceil(math.log2(max(height, width))) + 4))
-    return Bits(pos, 8, 8, 8)
+    Positions get round(log2(longer side / d)) + 6 bits (10..16): 1/16 px at 512^2 with 10k
+    Gaussians, 1/4 px with 1.5k. Log-scales, angle and colour get 8 bits where d <= 9 px, 7 up
+    to 12 px, 6 beyond (a rule from few measurements; see docs/NOTES.md). Measured on astronaut: with 10k Gaussians 13,8,8,8 costs 0.39 dB against
+    floats (1/4 px positions: 1.2 dB); at a 0.3 bpp budget (~1.5k Gaussians) 11,6,6,6 gives
+    26.07 dB, 12,6,6,6 25.52 and 13,8,8,8 25.06 (docs/NOTES.md).
+    """
+    spacing = math.sqrt(height * width / max(num_gaussians, 1))
+    pos = min(16, max(10, round(math.log2(max(height, width) / spacing)) + 6))
+    other = 8 if spacing <= 9 else 7 if spacing <= 12 else 6
+    return Bits(pos, other, other, other)
 
 
 def _predicted_bytes(n: int, bits: Bits, channels: int, levels: int = 5) -> float:
@@ -138,7 +143,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     c, h, w = target.shape
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
-    bits = default_bits(h, w, channels=c) if bits is None else Bits.parse(bits)
+    auto_bits = bits is None
+    bits = default_bits(h, w, num_gaussians=num_gaussians or 10_000, channels=c) if auto_bits else Bits.parse(bits)
     options = dict(fit_options, top_k=top_k, lod_training=lod_training, schedule=schedule, seed=seed,
                    progress=progress)
     if qat is not None:
@@ -166,6 +172,14 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         raise ValueError(f"bpp must be a positive number, got {bpp}")
     budget = bpp * h * w / 8
     n_plan = _count_for_budget(budget, bits, c)
+    if auto_bits:  # the bits depend on the count and the count on the bits: settle both
+        for _ in range(4):
+            new = default_bits(h, w, num_gaussians=max(n_plan, 1), channels=c)
+            if new == bits:
+                break
+            bits, n_plan = new, _count_for_budget(budget, new, c)
+        if qat is not None:
+            options["quant_bits"] = bits.as_tuple()
     if n_plan < 16:
         raise RateControlError(f"{bpp} bpp is {budget:.0f} bytes for this {w}x{h} image: too few for "
                                f"the header and a useful number of Gaussians; ask for more")
