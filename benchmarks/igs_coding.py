@@ -50,24 +50,27 @@ def levels_of(meta: dict, n: int) -> list[int]:
     return [n0] + [((n - n0) * (i + 1)) // len(adds) - ((n - n0) * i) // len(adds) for i in range(len(adds))]
 
 
+def level_streams(q, levels) -> list[list[tuple[np.ndarray, int]]]:
+    """Per level, the streams the .igs file codes (exactly those of ``bitstream.encode_level``)."""
+    cols = igsfile.columns(q)
+    widths, groups = igsfile.column_layout(q.bits, q.channels)
+    preds = bitstream.choose_predictors(cols, widths, groups)
+    out, start = [], 0
+    for n in levels:
+        sl = slice(start, start + n)
+        start += n
+        streams, _ = bitstream.level_streams(q.pos[sl], [c[sl] for c in cols], pos_bits=q.bits.position,
+                                             bits=widths, preds=preds)
+        out.append(streams)
+    return out
+
+
 def constriction_bytes(q, levels) -> int:
     """Size of the same streams coded with constriction (static top-8 categorical + raw low bits)."""
     import constriction
 
     total = 0
-    cols_all = [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
-    widths = [q.bits.scale, q.bits.scale, q.bits.rotation] + [q.bits.color] * q.channels
-    preds = bitstream.choose_predictors(cols_all, widths, [0, 0, 1] + [2] * q.channels)
-    start = 0
-    for n in levels:
-        sl = slice(start, start + n)
-        start += n
-        m = bitstream.morton_encode(q.pos[sl, 0], q.pos[sl, 1], q.bits.position)
-        order = np.argsort(m)
-        streams = [(np.diff(m[order], prepend=0), 2 * q.bits.position)]
-        cols = [c[sl][order] for c in cols_all]
-        for v, b, p in zip(cols, widths, preds):
-            streams.append((v - cols[p] + (1 << b) - 1, b + 1) if p >= 0 else (v, b))
+    for streams in level_streams(q, levels):
         for v, w in streams:
             shift = max(w - 8, 0)
             top = (v >> shift).astype(np.int32)
@@ -75,38 +78,24 @@ def constriction_bytes(q, levels) -> int:
             model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
             enc = constriction.stream.stack.AnsCoder()
             enc.encode_reverse(top, model)
-            total += enc.get_compressed().nbytes + 2 * int((counts > 0).sum()) + math.ceil(shift * n / 8)
+            total += enc.get_compressed().nbytes + 2 * int((counts > 0).sum()) + math.ceil(shift * len(v) / 8)
     return total + 100  # + header
 
 
 def attribute_budget(q, levels) -> dict:
     """Bits per Gaussian of each attribute: its streams compressed alone with the format's coder."""
+    compress = bitstream.CODERS[bitstream.DEFAULT_CODER][1]
+    per_level = level_streams(q, levels)
+    # stream 0: position gaps; then scale major, minor, rotation, colours (igsfile.columns)
+    parts = {"position": [0], "scale": [1, 2], "rotation": [3], "color": list(range(4, 4 + q.channels))}
+    raw_bits = {"position": 2 * q.bits.position, "scale": 2 * q.bits.scale,
+                "rotation": q.bits.rotation, "color": q.channels * q.bits.color}
     out = {}
-    n = q.num
-    full, _ = igsfile.pack(q, levels)
-    parts = {"position": [], "scale": [0, 1], "rotation": [2], "color": list(range(3, 3 + q.channels))}
-    cols_all = [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
-    widths = [q.bits.scale, q.bits.scale, q.bits.rotation] + [q.bits.color] * q.channels
-    preds = bitstream.choose_predictors(cols_all, widths, [0, 0, 1] + [2] * q.channels)
     for name, idx in parts.items():
-        size, start = 0, 0
-        for lv in levels:
-            sl = slice(start, start + lv)
-            start += lv
-            m = bitstream.morton_encode(q.pos[sl, 0], q.pos[sl, 1], q.bits.position)
-            order = np.argsort(m)
-            if name == "position":
-                raw = bitstream._planes(np.diff(m[order], prepend=0), 2 * q.bits.position)
-            else:
-                cols = [c[sl][order] for c in cols_all]
-                raw = b"".join(bitstream._planes(cols[i] - cols[preds[i]] + (1 << widths[i]) - 1
-                                                 if preds[i] >= 0 else cols[i],
-                                                 widths[i] + (preds[i] >= 0)) for i in idx)
-            size += len(bitstream.CODERS[bitstream.DEFAULT_CODER][1](raw))
-        raw_bits = {"position": 2 * q.bits.position, "scale": 2 * q.bits.scale,
-                    "rotation": q.bits.rotation, "color": q.channels * q.bits.color}[name]
-        out[name] = {"bits_per_gaussian": 8 * size / n, "raw_bits": raw_bits}
-    out["file_bits_per_gaussian"] = 8 * len(full) / n
+        size = sum(len(compress(b"".join(bitstream.byte_planes(*streams[i]) for i in idx)))
+                   for streams in per_level)
+        out[name] = {"bits_per_gaussian": 8 * size / q.num, "raw_bits": raw_bits[name]}
+    out["file_bits_per_gaussian"] = 8 * len(igsfile.pack(q, levels)[0]) / q.num
     return out
 
 

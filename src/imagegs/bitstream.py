@@ -25,7 +25,7 @@ import lzma
 import numpy as np
 
 __all__ = ["CODERS", "DEFAULT_CODER", "morton_encode", "morton_decode", "choose_predictors",
-           "encode_level", "decode_level", "BitstreamError"]
+           "byte_planes", "level_streams", "encode_level", "decode_level", "raw_size", "BitstreamError"]
 
 
 class BitstreamError(ValueError):
@@ -123,7 +123,7 @@ def morton_decode(m: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _planes(v: np.ndarray, width: int) -> bytes:
+def byte_planes(v: np.ndarray, width: int) -> bytes:
     """Byte planes of non-negative ints < 2^width, MSB-aligned: plane 0 holds the top 8 bits."""
     nb = (width + 7) // 8
     v = v.astype(np.int64) << (8 * nb - width)
@@ -175,6 +175,25 @@ def raw_size(n: int, pos_bits: int, bits: list[int], preds: list[int]) -> int:
     return n * sum((w + 7) // 8 for w in width)
 
 
+def level_streams(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, bits: list[int],
+                  preds: list[int]) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
+    """What a level block stores, before byte planes and compression.
+
+    pos: (n, 2) position codes; columns: the other columns, each (n,) codes of ``bits`` bits,
+    coded against ``preds``. Returns ``[(values (n,), width), ...]`` (the Morton gaps first,
+    2 pos_bits wide, then one stream per column) and the order (n,) in which the Gaussians are
+    stored (Morton order of their positions).
+    """
+    morton = morton_encode(pos[:, 0], pos[:, 1], pos_bits)
+    order = np.argsort(morton, kind="stable")
+    m = morton[order]
+    streams = [(np.diff(m, prepend=np.int64(0)), 2 * pos_bits)]
+    cols = [c[order].astype(np.int64) for c in columns]
+    for v, b, p in zip(cols, bits, preds):
+        streams.append((v - cols[p] + (1 << b) - 1 if p >= 0 else v, _residual_width(b, p)))
+    return streams, order
+
+
 def encode_level(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, bits: list[int],
                  preds: list[int], coder: int = DEFAULT_CODER) -> tuple[bytes, np.ndarray]:
     """Code one level: pos (n, 2) codes and the other columns (each (n,)).
@@ -182,14 +201,8 @@ def encode_level(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, b
     Returns the compressed block and the order (n,) in which the Gaussians were stored (Morton
     order of their positions), so the caller can keep its own arrays in the decoder's order.
     """
-    morton = morton_encode(pos[:, 0], pos[:, 1], pos_bits)
-    order = np.argsort(morton, kind="stable")
-    m = morton[order]
-    parts = [_planes(np.diff(m, prepend=np.int64(0)), 2 * pos_bits)]
-    cols = [c[order].astype(np.int64) for c in columns]
-    for v, b, p in zip(cols, bits, preds):
-        parts.append(_planes(v - cols[p] + (1 << b) - 1 if p >= 0 else v, _residual_width(b, p)))
-    return CODERS[coder][1](b"".join(parts)), order
+    streams, order = level_streams(pos, columns, pos_bits=pos_bits, bits=bits, preds=preds)
+    return CODERS[coder][1](b"".join(byte_planes(v, w) for v, w in streams)), order
 
 
 def decode_level(data: bytes, n: int, *, pos_bits: int, bits: list[int], preds: list[int],

@@ -67,9 +67,9 @@ def default_bits(height: int, width: int, *, num_gaussians: int = 10_000, channe
 
     Positions get round(log2(longer side / d)) + 6 bits (10..16): 1/16 px at 512^2 with 10k
     Gaussians, 1/4 px with 1.5k. Log-scales, angle and colour get 8 bits where d <= 9 px, 7 up
-    to 12 px, 6 beyond (a rule from few measurements; see docs/NOTES.md). Measured on astronaut: with 10k Gaussians 13,8,8,8 costs 0.39 dB against
-    floats (1/4 px positions: 1.2 dB); at a 0.3 bpp budget (~1.5k Gaussians) 11,6,6,6 gives
-    26.07 dB, 12,6,6,6 25.52 and 13,8,8,8 25.06 (docs/NOTES.md).
+    to 12 px, 6 beyond (a rule from few measurements). Measured on astronaut: with 10k Gaussians
+    13,8,8,8 costs 0.39 dB against floats (1/4 px positions: 1.2 dB); at a 0.3 bpp budget (~1.5k
+    Gaussians) 11,6,6,6 gives 26.07 dB, 12,6,6,6 25.52 and 13,8,8,8 25.06 (docs/NOTES.md).
     """
     spacing = math.sqrt(height * width / max(num_gaussians, 1))
     pos = min(16, max(10, round(math.log2(max(height, width) / spacing)) + 6))
@@ -143,24 +143,24 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     c, h, w = target.shape
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
+    n_fixed = 10_000 if num_gaussians is None else num_gaussians
     auto_bits = bits is None
-    bits = default_bits(h, w, num_gaussians=num_gaussians or 10_000, channels=c) if auto_bits else Bits.parse(bits)
+    bits = default_bits(h, w, num_gaussians=n_fixed, channels=c) if auto_bits else Bits.parse(bits)
     options = dict(fit_options, top_k=top_k, lod_training=lod_training, schedule=schedule, seed=seed,
                    progress=progress)
-    if qat is not None:
-        options.update(quant_bits=bits.as_tuple(), quant_start=float(qat))
     names = dict(channel_names=tuple(channel_names) if channel_names else None,
                  groups=[(str(a), int(b)) for a, b in groups] if groups else None)
 
     def fit_named(n: int) -> Gaussians:
-        g = fit(target, num_gaussians=n, **options)
+        """Fit n Gaussians (quantisation-aware on the final ``bits`` when asked) and name them."""
+        qat_options = {} if qat is None else dict(quant_bits=bits.as_tuple(), quant_start=float(qat))
+        g = fit(target, num_gaussians=n, **options, **qat_options)
         named = replace(g, **names)
         named.fit_info = g.fit_info  # type: ignore[attr-defined]
         return named
 
     if bpp is None:
-        n = 10_000 if num_gaussians is None else num_gaussians
-        g = fit_named(n)
+        g = fit_named(n_fixed)
         data, gq = _pack(g, bits, g.fit_info["levels"], top_k, metadata)
         return Encoded(data, gq, bits, g.fit_info["levels"], 8 * len(data) / (h * w), 1, g.fit_info)
 
@@ -178,8 +178,6 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             if new == bits:
                 break
             bits, n_plan = new, _count_for_budget(budget, new, c)
-        if qat is not None:
-            options["quant_bits"] = bits.as_tuple()
     if n_plan < 16:
         raise RateControlError(f"{bpp} bpp is {budget:.0f} bytes for this {w}x{h} image: too few for "
                                f"the header and a useful number of Gaussians; ask for more")

@@ -223,7 +223,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     try:
         for step in range(1, max_steps + 1):
             prefix = None
-            if cfg.lod_training and len(levels) > 1 and step % cfg.lod_every == 1 % cfg.lod_every:
+            if cfg.lod_training and len(levels) > 1 and (step - 1) % cfg.lod_every == 0:
                 prefix = sum(levels[:int(rng.integers(1, len(levels)))])
             img = draw(opt.params, prefix)
             loss = loss_fn(img)

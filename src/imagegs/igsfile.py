@@ -19,7 +19,8 @@ import numpy as np
 from . import bitstream
 from .quantize import MAX_BITS, MIN_BITS, Bits, QuantizedGaussians
 
-__all__ = ["IGSFileError", "IGSHeader", "MAGIC", "VERSION", "pack", "unpack", "read_header"]
+__all__ = ["IGSFileError", "IGSHeader", "MAGIC", "VERSION", "pack", "unpack", "read_header", "columns",
+           "column_layout"]
 
 MAGIC = b"\x89IGS\r\n\x1a\n"  # PNG-style: non-ASCII first byte, CR-LF and ^Z catch text-mode mangling
 VERSION = 1
@@ -69,11 +70,21 @@ class IGSHeader:
         return sum(self.levels)
 
     def column_bits(self) -> list[int]:
-        b = self.bits
-        return [b.scale, b.scale, b.rotation] + [b.color] * self.channels
+        return column_layout(self.bits, self.channels)[0]
 
     def column_groups(self) -> list[int]:
-        return [0, 0, 1] + [2] * self.channels
+        return column_layout(self.bits, self.channels)[1]
+
+
+def columns(q: QuantizedGaussians) -> list[np.ndarray]:
+    """The non-position columns of a model in file order: scale major, minor, rotation, colours."""
+    return [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
+
+
+def column_layout(bits: Bits, channels: int) -> tuple[list[int], list[int]]:
+    """Bit depth and attribute group (0 scale, 1 rotation, 2 colour) of each of :func:`columns`."""
+    return ([bits.scale, bits.scale, bits.rotation] + [bits.color] * channels,
+            [0, 0, 1] + [2] * channels)
 
 
 # -- varints ------------------------------------------------------------------------------------
@@ -159,7 +170,7 @@ def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = 10,
         raise ValueError(f"levels {levels} must be 1..{MAX_LEVELS} positive sizes summing to {q.num}")
     if q.num > MAX_GAUSSIANS or q.channels > MAX_CHANNELS:
         raise ValueError(f"too many Gaussians ({q.num} > {MAX_GAUSSIANS}) or channels ({q.channels})")
-    cols = [q.log_scale[:, 0], q.log_scale[:, 1], q.rot] + [q.color[:, c] for c in range(q.channels)]
+    cols = columns(q)
     h = IGSHeader(q.width, q.height, q.channels, q.bits, top_k, coder, list(levels), q.pos_range,
                   q.scale_range, q.color_range, [], q.channel_names, q.groups, metadata or {})
     h.predictors = bitstream.choose_predictors(cols, h.column_bits(), h.column_groups())

@@ -19,7 +19,7 @@ used during fitting: forward = quantised value, backward = identity.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -136,8 +136,6 @@ class QuantizedGaussians:
 
     def take(self, index) -> "QuantizedGaussians":
         """A subset / reordering of the Gaussians (same ranges)."""
-        from dataclasses import replace
-
         return replace(self, pos=self.pos[index], log_scale=self.log_scale[index], rot=self.rot[index],
                        color=self.color[index])
 
