@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import FASTMATH, TILE, _exp_neg_half
+from ._kernels import FASTMATH, TILE, _exp_neg_half, _prune
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
@@ -126,58 +126,8 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
     ncol = gcol.shape[1]
     lanes = nl
     kk = best.shape[0]
-    ncand = 0
-    if top_k > 0 and length > top_k:
-        xm = f(0.5) * (xlo + xhi)
-        ym = f(0.5) * (ylo + yhi)
-        for j in range(length):
-            dx0 = xlo - gx[j]
-            dx1 = xhi - gx[j]
-            dy0 = ylo - gy[j]
-            dy1 = yhi - gy[j]
-            ax0 = ga[j] * dx0 * dx0
-            ax1 = ga[j] * dx1 * dx1
-            cy0 = gc[j] * dy0 * dy0
-            cy1 = gc[j] * dy1 * dy1
-            q00 = ax0 + gb[j] * dx0 * dy0 + cy0
-            q01 = ax1 + gb[j] * dx1 * dy0 + cy0
-            q10 = ax0 + gb[j] * dx0 * dy1 + cy1
-            q11 = ax1 + gb[j] * dx1 * dy1 + cy1
-            qhi[j] = max(max(q00, q01), max(q10, q11)) + go[j]
-        for j in range(length):
-            ddx = max(max(xlo - gx[j], gx[j] - xhi), f(0.0))
-            ddy = max(max(ylo - gy[j], gy[j] - yhi), f(0.0))
-            qlo[j] = glam[j] * (ddx * ddx + ddy * ddy) + go[j]
-        for j in range(length):
-            dx = xm - gx[j]
-            dy = ym - gy[j]
-            qmid[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy + go[j]
-        lo = 0.0  # bisection for G (float64): hi stays valid (>= K maxima <= hi), lo invalid
-        hi = 0.0
-        for j in range(length):
-            hi = max(hi, np.float64(qhi[j]))
-        for rnd in range(12):
-            mid = 0.5 * (lo + hi) if rnd < 4 else math.sqrt(max(lo, 1e-12) * hi)
-            cnt = 0
-            for j in range(length):
-                cnt += qhi[j] <= mid
-            if cnt >= top_k:
-                hi = mid
-            else:
-                lo = mid
-        thresh = hi * 1.001 + 1e-6  # margin over float32 rounding of the bounds
-        for j in range(length):  # likely winners first (key at the centre within G) ...
-            if qlo[j] <= thresh and qmid[j] <= thresh:
-                cand[ncand] = j
-                ncand += 1
-        for j in range(length):  # ... then the other survivors
-            if qlo[j] <= thresh and qmid[j] > thresh:
-                cand[ncand] = j
-                ncand += 1
-    else:
-        for j in range(length):
-            cand[j] = j
-        ncand = length
+    # float32 keys: a wider margin over the rounding of the bounds
+    ncand = _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, 1.001, 1e-6, qhi, qlo, qmid, cand)
     for ch in range(ncol):
         row = acc[ch]
         for l in range(lanes):

@@ -130,6 +130,74 @@ def _lane_q(lox, loy, xa, ya, a, b, c, out, n):
         out[l] = a * dx * dx + b * dx * dy + c * dy * dy
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qhi, qlo, qmid, cand):
+    """Exact top-K pruning for the points of the box [xlo, xhi] x [ylo, yhi] (shared by the
+    training and decode kernels); returns n and writes the surviving tile positions to cand[:n].
+
+    Keys are q + go (go: per-Gaussian offsets, zeros without amplitudes), q = a dx^2 + b dx dy
+    + c dy^2 (b already doubled). q is convex, so its maximum over the box is at a corner: a
+    threshold G with >= K corner maxima <= G bounds every point's K-th best key (found by
+    bisection, widened by ``rel`` and ``tol`` for rounding), and a Gaussian whose lower bound
+    glam * dist^2 + go exceeds G cannot win anywhere. Likely winners (key at the centre <= G)
+    come first. Without pruning (top_k 0 or a short list) every Gaussian is a candidate.
+    """
+    f = gx.dtype.type
+    length = gx.shape[0]
+    if not (top_k > 0 and length > top_k):
+        for j in range(length):
+            cand[j] = j
+        return length
+    xm = f(0.5) * (xlo + xhi)
+    ym = f(0.5) * (ylo + yhi)
+    for j in range(length):
+        dx0 = xlo - gx[j]
+        dx1 = xhi - gx[j]
+        dy0 = ylo - gy[j]
+        dy1 = yhi - gy[j]
+        ax0 = ga[j] * dx0 * dx0
+        ax1 = ga[j] * dx1 * dx1
+        cy0 = gc[j] * dy0 * dy0
+        cy1 = gc[j] * dy1 * dy1
+        q00 = ax0 + gb[j] * dx0 * dy0 + cy0
+        q01 = ax1 + gb[j] * dx1 * dy0 + cy0
+        q10 = ax0 + gb[j] * dx0 * dy1 + cy1
+        q11 = ax1 + gb[j] * dx1 * dy1 + cy1
+        qhi[j] = max(max(q00, q01), max(q10, q11)) + go[j]
+    for j in range(length):
+        ddx = max(max(xlo - gx[j], gx[j] - xhi), f(0.0))
+        ddy = max(max(ylo - gy[j], gy[j] - yhi), f(0.0))
+        qlo[j] = glam[j] * (ddx * ddx + ddy * ddy) + go[j]
+    for j in range(length):
+        dx = xm - gx[j]
+        dy = ym - gy[j]
+        qmid[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy + go[j]
+    lo = 0.0  # bisection for G (float64): hi stays valid (>= K maxima <= hi), lo invalid
+    hi = 0.0
+    for j in range(length):
+        hi = max(hi, np.float64(qhi[j]))
+    for rnd in range(12):
+        mid = 0.5 * (lo + hi) if rnd < 4 else math.sqrt(max(lo, 1e-12) * hi)
+        cnt = 0
+        for j in range(length):
+            cnt += qhi[j] <= mid
+        if cnt >= top_k:
+            hi = mid
+        else:
+            lo = mid
+    thresh = hi * rel + tol
+    n = 0
+    for j in range(length):  # likely winners first (key at the centre within G) ...
+        if qlo[j] <= thresh and qmid[j] <= thresh:
+            cand[n] = j
+            n += 1
+    for j in range(length):  # ... then the other survivors
+        if qlo[j] <= thresh and qmid[j] > thresh:
+            cand[n] = j
+            n += 1
+    return n
+
+
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, block, store,
             out, sel_pos, sel_w, wsum):
@@ -172,6 +240,7 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
         qlo = np.empty(length, np.float64)
         qmid = np.empty(length, np.float64)
         cand = np.empty(length, np.int32)
+        gzero = np.zeros(length, np.float64)
         cx = np.empty(length, np.float64)
         cy = np.empty(length, np.float64)
         ca = np.empty(length, np.float64)
@@ -203,63 +272,9 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                 continue
             by1 = min(by0 + block, height)
             bx1 = min(bx0 + block, width)
-            ncand = 0
-            if top_k > 0 and length > top_k:
-                xlo = bx0 + 0.5  # the block's pixel-centre rectangle
-                xhi = bx1 - 0.5
-                ylo = by0 + 0.5
-                yhi = by1 - 0.5
-                xm = 0.5 * (xlo + xhi)
-                ym = 0.5 * (ylo + yhi)
-                for j in range(length):
-                    dx0 = xlo - gx[j]
-                    dx1 = xhi - gx[j]
-                    dy0 = ylo - gy[j]
-                    dy1 = yhi - gy[j]
-                    ax0 = ga[j] * dx0 * dx0
-                    ax1 = ga[j] * dx1 * dx1
-                    cy0 = gc[j] * dy0 * dy0
-                    cy1 = gc[j] * dy1 * dy1
-                    q00 = ax0 + gb[j] * dx0 * dy0 + cy0
-                    q01 = ax1 + gb[j] * dx1 * dy0 + cy0
-                    q10 = ax0 + gb[j] * dx0 * dy1 + cy1
-                    q11 = ax1 + gb[j] * dx1 * dy1 + cy1
-                    qhi[j] = max(max(q00, q01), max(q10, q11))
-                for j in range(length):
-                    ddx = max(max(xlo - gx[j], gx[j] - xhi), 0.0)
-                    ddy = max(max(ylo - gy[j], gy[j] - yhi), 0.0)
-                    qlo[j] = glam[j] * (ddx * ddx + ddy * ddy)
-                for j in range(length):
-                    dx = xm - gx[j]
-                    dy = ym - gy[j]
-                    qmid[j] = ga[j] * dx * dx + gb[j] * dx * dy + gc[j] * dy * dy
-                # bisection for G: keep hi valid (>= K maxima <= hi), lo invalid
-                lo = 0.0
-                hi = 0.0
-                for j in range(length):
-                    hi = max(hi, qhi[j])
-                for it in range(12):
-                    mid = 0.5 * (lo + hi) if it < 4 else math.sqrt(max(lo, 1e-12) * hi)
-                    cnt = 0
-                    for j in range(length):
-                        cnt += qhi[j] <= mid
-                    if cnt >= top_k:
-                        hi = mid
-                    else:
-                        lo = mid
-                thresh = hi * 1.0001 + 1e-9
-                for j in range(length):  # likely winners first (q at the centre within G) ...
-                    if qlo[j] <= thresh and qmid[j] <= thresh:
-                        cand[ncand] = j
-                        ncand += 1
-                for j in range(length):  # ... then the other survivors
-                    if qlo[j] <= thresh and qmid[j] > thresh:
-                        cand[ncand] = j
-                        ncand += 1
-            else:
-                for j in range(length):
-                    cand[j] = j
-                ncand = length
+            # the block's pixel-centre rectangle; no key offsets in training (zeros)
+            ncand = _prune(bx0 + 0.5, bx1 - 0.5, by0 + 0.5, by1 - 0.5, gx, gy, ga, gb, gc, gzero, glam,
+                           top_k, 1.0001, 1e-9, qhi, qlo, qmid, cand)
             for ci in range(ncand):  # contiguous, block-relative copies of the candidates
                 j = cand[ci]
                 cx[ci] = gx[j] - bx0
