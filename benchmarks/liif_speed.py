@@ -113,7 +113,7 @@ def main() -> int:
     doc = {"benchmark": "LIIF x4 upscaling, official EDSR-baseline-LIIF weights, torch threads 2",
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "load_average": os.getloadavg(), "torch_threads": 2,
-                       "note": "shared machine, other jobs running: medians"},
+                       "note": "medians; load_average says how busy the machine was"},
            "results": results}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=1))
