@@ -106,11 +106,12 @@ def against_training_forward(g: imagegs.Gaussians, height: int, width: int, runs
     sp, sw, ws = np.empty((1, 1, 1), np.int32), np.empty((1, 1, 1), m.dtype), np.empty(height * width, m.dtype)
 
     def train():
-        _kernels.forward(m, con, col, offsets, ids, height, width, 10, 1e-4, _kernels.BLOCK, False, out, sp, sw, ws)
+        _kernels.forward(m, con, col, offsets, ids, height, width, 10, 1e-4, _kernels.BLOCK, False, out, sp, sw, ws,
+                         numba.get_num_threads())
 
     def dec():
         _decode.decode(m, con, qo, col, offsets, ids, height, width, 10, 1e-4, 0, 0, width, height, out, stats,
-                       _key_proto(m), _decode.LANES)
+                       _key_proto(m), _decode.LANES, numba.get_num_threads())
 
     train(), dec()
     rows = {"training_forward": [], "decode": []}

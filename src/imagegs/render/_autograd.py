@@ -30,7 +30,7 @@ class RasterizeCPU(torch.autograd.Function):
         sel_w = np.empty(shape, col.dtype)
         wsum = np.empty(height * width, col.dtype)
         _kernels.forward(m, con, col, offsets, ids, height, width, top_k, eps, _kernels.BLOCK, store,
-                         out, sel_pos, sel_w, wsum)
+                         out, sel_pos, sel_w, wsum, numba.get_num_threads())
         out_t = torch.from_numpy(out)
         ctx.state = (m, con, col, offsets, ids, height, width, top_k, out, sel_pos, sel_w, wsum)
         ctx.colors_dtype = colors.dtype

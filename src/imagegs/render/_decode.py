@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import FASTMATH, TILE, _exp_neg_half, _prune
+from ._kernels import FASTMATH, TILE, _exp_neg_half, _longest, _prune
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
@@ -65,21 +65,21 @@ def _exp_neg_half32(q, nv, ev, out, n):
         out[l] = out[l] * scale[l]
 
 
+@njit(inline="always")
+def _tile_buffers(maxlen, ncol, dt):
+    """One worker's arrays for the Gaussians of any tile with up to ``maxlen`` entries (``_tile``)."""
+    return (np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt),
+            np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty((maxlen, ncol), dt))
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
-def _tile(means, conics, qoff, colors, ids, start, length):
-    """A tile's Gaussians as contiguous arrays in the model's dtype: x, y, A, 2B, C, offset,
-    lambda_min (slightly shrunk: a safe lower bound) and colours."""
-    dt = means.dtype
-    f = dt.type
+def _tile(buf, means, conics, qoff, colors, ids, start, length):
+    """A tile's Gaussians as contiguous arrays (views of the worker's ``buf``) in the model's dtype:
+    x, y, A, 2B, C, offset, lambda_min (slightly shrunk: a safe lower bound) and colours."""
+    f = means.dtype.type
     ncol = colors.shape[1]
-    gx = np.empty(length, dt)
-    gy = np.empty(length, dt)
-    ga = np.empty(length, dt)
-    gb = np.empty(length, dt)
-    gc = np.empty(length, dt)
-    go = np.zeros(length, dt)
-    glam = np.empty(length, dt)
-    gcol = np.empty((length, ncol), dt)
+    gx, gy, ga, gb, gc, go, glam, gcol = (buf[0][:length], buf[1][:length], buf[2][:length], buf[3][:length],
+                                          buf[4][:length], buf[5][:length], buf[6][:length], buf[7][:length])
     for j in range(length):
         g = ids[start + j]
         gx[j] = means[g, 0]
@@ -92,6 +92,9 @@ def _tile(means, conics, qoff, colors, ids, start, length):
     if qoff.shape[0] > 0:
         for j in range(length):
             go[j] = qoff[ids[start + j]]
+    else:
+        for j in range(length):
+            go[j] = f(0.0)
     for j in range(length):
         half = f(0.5) * (ga[j] - gc[j])
         hb = f(0.5) * gb[j]
@@ -100,11 +103,12 @@ def _tile(means, conics, qoff, colors, ids, start, length):
 
 
 @njit(inline="always")
-def _scratch(length, ncol, kk, dt, it):
-    """Per-thread work arrays for the chunks of one tile (``length`` Gaussians, K = ``kk``);
-    ``dt`` the float dtype, ``it`` the key dtype of the same width."""
-    return (np.empty(length, dt), np.empty(length, dt), np.empty(length, dt), np.empty(length, np.int32),
-            np.empty((length, LANES), dt), np.empty((kk, LANES), it), np.zeros(length, np.bool_),
+def _scratch(maxlen, ncol, kk, dt, it):
+    """One worker's work arrays for the chunks of any tile with up to ``maxlen`` entries (K = ``kk``);
+    ``dt`` the float dtype, ``it`` the key dtype of the same width. ``keep`` starts (and stays
+    between chunks) all False."""
+    return (np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, np.int32),
+            np.empty((maxlen, LANES), dt), np.empty((kk, LANES), it), np.zeros(maxlen, np.bool_),
             np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, it),
             np.empty(LANES, it), np.empty(LANES, dt), np.empty(LANES, dt), np.empty((ncol, LANES), dt),
             np.empty(LANES, np.float64), np.empty(LANES, np.float64), np.empty(LANES, np.float64),
@@ -122,7 +126,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
      x64, n64, p64, e64) = scratch
     f = gx.dtype.type
     it = best.dtype.type
-    length = gx.shape[0]
+    length = gx.shape[0]  # the worker's buffers may be longer: only the first ``length`` are used
     ncol = gcol.shape[1]
     lanes = nl
     kk = best.shape[0]
@@ -237,7 +241,7 @@ def _exp(q, out, ev, x64, n64, p64, e64, n):
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
-           stats, kproto, lanes):
+           stats, kproto, lanes, nworkers):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
     ``stats`` (tiles of the region, NSTATS) int64 receives per tile, summed over its chunks: chunks,
@@ -245,7 +249,8 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     evaluated (the cost model's counts).
     All arrays share one float dtype; ``kproto`` is an empty int array of the same width (the keys').
     ``lanes`` = LANES, passed at run time: both kernels then run the same (run-time trip count)
-    vector loops, so that a point rounds exactly as the pixel it sits on.
+    vector loops, so that a point rounds exactly as the pixel it sits on. ``nworkers``: the
+    number of threads (each allocates its work arrays once; tiles are dealt round-robin).
 
     ``qoff``: (N,) offsets o >= 0, or an empty array for none. Only the tiles (chunks) that
     meet the region are evaluated; each such block is computed exactly as in a whole-image decode
@@ -261,45 +266,53 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     ty0 = y0 // TILE
     rtx = (x1 - 1) // TILE - tx0 + 1
     rty = (y1 - 1) // TILE - ty0 + 1
-    for r in prange(rtx * rty):
-        for c4 in range(NSTATS):
-            stats[r, c4] = 0
-        ty = ty0 + r // rtx
-        tx = tx0 + r % rtx
-        t = ty * ntx + tx
-        start = offsets[t]
-        length = offsets[t + 1] - start
-        tile = _tile(means, conics, qoff, colors, ids, start, length)
-        scratch = _scratch(length, ncol, kk, dt, kproto.dtype)
+    ntiles = rtx * rty
+    tiles = np.empty(ntiles, np.int64)
+    for r in range(ntiles):
+        tiles[r] = (ty0 + r // rtx) * ntx + tx0 + r % rtx
+    maxlen = _longest(offsets, tiles)
+    # one set of buffers per worker (allocating per tile cost ~10 %); tiles dealt round-robin
+    for wk in prange(nworkers):
+        buf = _tile_buffers(maxlen, ncol, dt)
+        scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
         sv = scratch[12]
         acc = scratch[14]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
-        for blk in range(SUB * SUB):
-            by0 = ty * TILE + (blk // SUB) * BLOCK
-            bx0 = tx * TILE + (blk % SUB) * BLOCK
-            by1 = min(by0 + BLOCK, height)
-            bx1 = min(bx0 + BLOCK, width)
-            if by0 >= min(y1, by1) or bx0 >= min(x1, bx1) or by1 <= y0 or bx1 <= x0:
-                continue
-            for l in range(LANES):
-                lx[l] = f(bx0 + l % BLOCK) + f(0.5)
-            for l in range(LANES):
-                ly[l] = f(by0 + l // BLOCK) + f(0.5)
-            nc, ni = _blend_chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5), f(by1) - f(0.5),
-                                  tile, scratch, top_k, lanes)
-            stats[r, 0] += 1
-            stats[r, 1] += length
-            stats[r, 2] += nc * lanes
-            stats[r, 3] += ni
-            stats[r, 4] += lanes
-            _normalise(acc, sv, feps, ncol, lanes)
-            for l in range(LANES):
-                py = by0 + l // BLOCK
-                px = bx0 + l % BLOCK
-                if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
-                    for ch in range(ncol):
-                        out[ch, py - y0, px - x0] = acc[ch, l]
+        for r in range(wk, ntiles, nworkers):
+            for c4 in range(NSTATS):
+                stats[r, c4] = 0
+            t = tiles[r]
+            ty = t // ntx
+            tx = t % ntx
+            start = offsets[t]
+            length = offsets[t + 1] - start
+            tile = _tile(buf, means, conics, qoff, colors, ids, start, length)
+            for blk in range(SUB * SUB):
+                by0 = ty * TILE + (blk // SUB) * BLOCK
+                bx0 = tx * TILE + (blk % SUB) * BLOCK
+                by1 = min(by0 + BLOCK, height)
+                bx1 = min(bx0 + BLOCK, width)
+                if by0 >= min(y1, by1) or bx0 >= min(x1, bx1) or by1 <= y0 or bx1 <= x0:
+                    continue
+                for l in range(LANES):
+                    lx[l] = f(bx0 + l % BLOCK) + f(0.5)
+                for l in range(LANES):
+                    ly[l] = f(by0 + l // BLOCK) + f(0.5)
+                nc, ni = _blend_chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5),
+                                      f(by1) - f(0.5), tile, scratch, top_k, lanes)
+                stats[r, 0] += 1
+                stats[r, 1] += length
+                stats[r, 2] += nc * lanes
+                stats[r, 3] += ni
+                stats[r, 4] += lanes
+                _normalise(acc, sv, feps, ncol, lanes)
+                for l in range(LANES):
+                    py = by0 + l // BLOCK
+                    px = bx0 + l % BLOCK
+                    if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
+                        for ch in range(ncol):
+                            out[ch, py - y0, px - x0] = acc[ch, l]
 
 
 @njit(cache=True)
@@ -337,7 +350,7 @@ def group_points(px, py, height, width):
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py, order, starts, out,
-                  stats, kproto, lanes):
+                  stats, kproto, lanes, nworkers):
     """Evaluate the blend at points (px, py) (output pixels) into ``out`` (P, C).
 
     ``stats`` (tiles, NSTATS) int64: as for ``decode`` (zero for tiles without points).
@@ -351,49 +364,57 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
     f = dt.type
     feps = f(eps)
     num_tiles = starts.shape[0] - 1
-    for t in prange(num_tiles):
+    busy = np.empty(num_tiles, np.int64)  # the tiles with points
+    nbusy = 0
+    for t in range(num_tiles):
         for c4 in range(NSTATS):
             stats[t, c4] = 0
-        p0 = starts[t]
-        p1 = starts[t + 1]
-        if p1 == p0:
-            continue
-        start = offsets[t]
-        length = offsets[t + 1] - start
-        tile = _tile(means, conics, qoff, colors, ids, start, length)
-        scratch = _scratch(length, ncol, kk, dt, kproto.dtype)
+        if starts[t + 1] > starts[t]:
+            busy[nbusy] = t
+            nbusy += 1
+    maxlen = _longest(offsets, busy[:nbusy])
+    for wk in prange(nworkers):
+        buf = _tile_buffers(maxlen, ncol, dt)
+        scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
         sv = scratch[12]
         acc = scratch[14]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
-        for c0 in range(p0, p1, LANES):
-            n = min(LANES, p1 - c0)
-            xlo = math.inf
-            xhi = -math.inf
-            ylo = math.inf
-            yhi = -math.inf
-            for l in range(LANES):
-                i = order[c0 + min(l, n - 1)]  # spare lanes repeat the last point
-                lx[l] = px[i]
-                ly[l] = py[i]
-            for l in range(n):
-                xlo = min(xlo, lx[l])
-                xhi = max(xhi, lx[l])
-                ylo = min(ylo, ly[l])
-                yhi = max(yhi, ly[l])
-            nl = min(lanes, (n + 63) // 64 * 64)  # not all LANES for few points; multiples of 64 lanes run
-            # the same vector loop bodies as whole chunks, so a point rounds as in ``decode``
-            nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
-            stats[t, 0] += 1
-            stats[t, 1] += length
-            stats[t, 2] += nc * nl
-            stats[t, 3] += ni
-            stats[t, 4] += nl
-            _normalise(acc, sv, feps, ncol, nl)
-            for l in range(n):
-                i = order[c0 + l]
-                for ch in range(ncol):
-                    out[i, ch] = acc[ch, l]
+        for r in range(wk, nbusy, nworkers):
+            t = busy[r]
+            p0 = starts[t]
+            p1 = starts[t + 1]
+            start = offsets[t]
+            length = offsets[t + 1] - start
+            tile = _tile(buf, means, conics, qoff, colors, ids, start, length)
+            for c0 in range(p0, p1, LANES):
+                n = min(LANES, p1 - c0)
+                xlo = math.inf
+                xhi = -math.inf
+                ylo = math.inf
+                yhi = -math.inf
+                for l in range(LANES):
+                    i = order[c0 + min(l, n - 1)]  # spare lanes repeat the last point
+                    lx[l] = px[i]
+                    ly[l] = py[i]
+                for l in range(n):
+                    xlo = min(xlo, lx[l])
+                    xhi = max(xhi, lx[l])
+                    ylo = min(ylo, ly[l])
+                    yhi = max(yhi, ly[l])
+                nl = min(lanes, (n + 63) // 64 * 64)  # not all LANES for few points; multiples of 64 lanes
+                # run the same vector loop bodies as whole chunks, so a point rounds as in ``decode``
+                nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
+                stats[t, 0] += 1
+                stats[t, 1] += length
+                stats[t, 2] += nc * nl
+                stats[t, 3] += ni
+                stats[t, 4] += nl
+                _normalise(acc, sv, feps, ncol, nl)
+                for l in range(n):
+                    i = order[c0 + l]
+                    for ch in range(ncol):
+                        out[i, ch] = acc[ch, l]
 
 
 @njit(cache=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -41,7 +42,7 @@ def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Te
     tiles = ((x1 - 1) // _decode.TILE - x0 // _decode.TILE + 1) * ((y1 - 1) // _decode.TILE - y0 // _decode.TILE + 1)
     counts = np.empty((tiles, _decode.NSTATS), np.int64)
     _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
-                   counts, _key_proto(m), _decode.LANES)
+                   counts, _key_proto(m), _decode.LANES, numba.get_num_threads())
     if stats is not None:
         stats.update(work_counts(counts, (x1 - x0) * (y1 - y0)))
     return torch.from_numpy(out)
@@ -73,7 +74,7 @@ def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tenso
     out = np.empty((px.shape[0], col.shape[1]), m.dtype)
     counts = np.empty((len(starts) - 1, _decode.NSTATS), np.int64)
     _decode.decode_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out, counts,
-                          _key_proto(m), _decode.LANES)
+                          _key_proto(m), _decode.LANES, numba.get_num_threads())
     if stats is not None:
         stats.update(work_counts(counts, px.shape[0]))
     return torch.from_numpy(out)
