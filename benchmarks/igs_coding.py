@@ -6,8 +6,8 @@ For each model (a raw ``.gsm``/``.imgs`` container written by ``imagegs fit``) a
   (2 b_pos + 2 b_scale + b_rot + C b_col) N / 8 bytes;
 - the bit budget per attribute at 16 bits (each attribute's streams compressed on their own);
 - the entropy coders compared on the same transformed streams: brotli (the format's), lzma,
-  zstd, and constriction (a static categorical model of every column's top 8 bits, arithmetic
-  (ANS) coded, model cost counted as 2 bytes per used symbol, low bits raw);
+  zstd, and constriction (a static categorical model of the top 8 bits of every stream's values,
+  ANS coded, model cost counted as 2 bytes per used symbol, low bits raw);
 - PSNR of every level-of-detail prefix;
 - "the same quality": the smallest file whose PSNR is within EQUAL_DB of the 16-bit file's, and
   its saving against the official 16-bit payload.
@@ -73,14 +73,20 @@ def constriction_bytes(q, levels) -> int:
 
     total = 0
     for streams in level_streams(q, levels):
-        for v, w in streams:
-            shift = max(w - 8, 0)
+        for v, _ in streams:
+            if len(v) == 0:
+                continue
+            width = max(int(v.max()).bit_length(), 1)  # the values' own width (gaps use few of 32 bits)
+            shift = max(width - 8, 0)
             top = (v >> shift).astype(np.int32)
             counts = np.bincount(top, minlength=int(top.max()) + 1).astype(np.float64)
-            model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
-            enc = constriction.stream.stack.AnsCoder()
-            enc.encode_reverse(top, model)
-            total += enc.get_compressed().nbytes + 2 * int((counts > 0).sum()) + math.ceil(shift * len(v) / 8)
+            coded = 0
+            if (counts > 0).sum() > 1:  # a single symbol costs nothing but its model entry
+                model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+                enc = constriction.stream.stack.AnsCoder()
+                enc.encode_reverse(top, model)
+                coded = enc.get_compressed().nbytes
+            total += coded + 2 * int((counts > 0).sum()) + math.ceil(shift * len(v) / 8)
     return total + 100  # + header
 
 
