@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import FASTMATH, TILE, _exp_neg_half, _longest, _prune
+from ._kernels import FASTMATH, TILE, _exp_neg_half, _insert, _longest, _prune
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
@@ -176,13 +176,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
         if better == 0:
             continue
         ninsert += 1
-        for k in range(top_k):  # sorted insertion as a min/max network
-            row_b = best[k]
-            for l in range(lanes):
-                bv = row_b[l]
-                kv = key[l]
-                row_b[l] = min(bv, kv)
-                key[l] = max(bv, kv)
+        _insert(best, key, top_k, lanes)
     # Blend, densely: a candidate is one of a lane's K winners iff its key <= the lane's K-th key.
     # Candidates go in tile-list order, so the sum's order does not depend on the pruning (the
     # non-winners add exact zeros): every chunk of a tile sums a point's winners alike.
@@ -239,6 +233,19 @@ def _exp(q, out, ev, x64, n64, p64, e64, n):
             out[l] = x64[l]
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, length):
+    """Blend and normalise one chunk of ``nl`` lanes (result in scratch ``acc``), adding its work
+    to the tile's ``counts`` (NSTATS,): chunks, list entries, candidate-lanes, insertions, lanes."""
+    nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
+    counts[0] += 1
+    counts[1] += length
+    counts[2] += nc * nl
+    counts[3] += ni
+    counts[4] += nl
+    _normalise(scratch[14], scratch[12], feps, scratch[14].shape[0], nl)
+
+
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
            stats, kproto, lanes, nworkers):
@@ -275,7 +282,6 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
-        sv = scratch[12]
         acc = scratch[14]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
@@ -299,14 +305,8 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                     lx[l] = f(bx0 + l % BLOCK) + f(0.5)
                 for l in range(LANES):
                     ly[l] = f(by0 + l // BLOCK) + f(0.5)
-                nc, ni = _blend_chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5),
-                                      f(by1) - f(0.5), tile, scratch, top_k, lanes)
-                stats[r, 0] += 1
-                stats[r, 1] += length
-                stats[r, 2] += nc * lanes
-                stats[r, 3] += ni
-                stats[r, 4] += lanes
-                _normalise(acc, sv, feps, ncol, lanes)
+                _chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5), f(by1) - f(0.5), tile,
+                       scratch, top_k, lanes, feps, stats[r], length)
                 for l in range(LANES):
                     py = by0 + l // BLOCK
                     px = bx0 + l % BLOCK
@@ -376,7 +376,6 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
-        sv = scratch[12]
         acc = scratch[14]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
@@ -404,13 +403,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
                     yhi = max(yhi, ly[l])
                 nl = min(lanes, (n + 63) // 64 * 64)  # not all LANES for few points; multiples of 64 lanes
                 # run the same vector loop bodies as whole chunks, so a point rounds as in ``decode``
-                nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
-                stats[t, 0] += 1
-                stats[t, 1] += length
-                stats[t, 2] += nc * nl
-                stats[t, 3] += ni
-                stats[t, 4] += nl
-                _normalise(acc, sv, feps, ncol, nl)
+                _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, stats[t], length)
                 for l in range(n):
                     i = order[c0 + l]
                     for ch in range(ncol):

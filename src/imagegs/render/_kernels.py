@@ -144,6 +144,19 @@ def _lane_q(lox, loy, xa, ya, a, b, c, out, n):
         out[l] = a * dx * dx + b * dx * dy + c * dy * dy
 
 
+@njit(inline="always")
+def _insert(best, key, top_k, lanes):
+    """Insert each lane's key into its sorted K smallest (rows of ``best``), branch-free: a
+    min/max network that vectorises over the lanes (``key`` is clobbered)."""
+    for k in range(top_k):
+        row_b = best[k]
+        for l in range(lanes):
+            bv = row_b[l]
+            kv = key[l]
+            row_b[l] = min(bv, kv)
+            key[l] = max(bv, kv)
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qhi, qlo, qmid, cand):
     """Exact top-K pruning for the points of the box [xlo, xhi] x [ylo, yhi] (shared by the
@@ -334,13 +347,7 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                             better += kv < worst[l]
                         if better == 0:
                             continue
-                        for k in range(top_k):  # sorted insertion as a min/max network
-                            row_b = best[k]
-                            for l in range(lanes):
-                                bv = row_b[l]
-                                kv = key[l]
-                                row_b[l] = min(bv, kv)
-                                key[l] = max(bv, kv)
+                        _insert(best, key, top_k, lanes)
                     if ncand == 0 and store:  # nothing touches this block: no winners
                         for k in range(top_k):
                             sel_w[bidx, k, :] = 0.0
