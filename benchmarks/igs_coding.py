@@ -141,6 +141,8 @@ def run(model: str, image: str) -> dict:
     rec = {"model": str(model), "image": image, "size": [g.width, g.height], "gaussians": n,
            "levels": levels, "psnr_float": psnr8(g, target)}
     configs = {"16": Bits(16, 16, 16, 16), "default": default_bits(g.height, g.width, num_gaussians=n, channels=c),
+               "16,12,12,12": Bits(16, 12, 12, 12), "15,12,12,12": Bits(15, 12, 12, 12),
+               "15,11,11,11": Bits(15, 11, 11, 11), "14,11,11,11": Bits(14, 11, 11, 11),
                "14,10,10,10": Bits(14, 10, 10, 10), "13,10,10,10": Bits(13, 10, 10, 10),
                "13,9,9,9": Bits(13, 9, 9, 9), "12,8,8,8": Bits(12, 8, 8, 8),
                "12,7,7,7": Bits(12, 7, 7, 7), "12,6,6,6": Bits(12, 6, 6, 6)}
