@@ -158,6 +158,19 @@ def _insert(best, key, top_k, lanes):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _accumulate(w, color, sv, acc, lanes):
+    """Add one Gaussian's weights w[:lanes] to the weight sums ``sv`` and w * its colour
+    (``color`` (C,), one value per channel broadcast over the lanes) to ``acc`` (C, lanes)."""
+    for l in range(lanes):
+        sv[l] += w[l]
+    for ch in range(acc.shape[0]):
+        col = color[ch]
+        row = acc[ch]
+        for l in range(lanes):
+            row[l] += w[l] * col
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qhi, qlo, qmid, cand):
     """Exact top-K pruning for the points of the box [xlo, xhi] x [ylo, yhi] (shared by the
     training and decode kernels); returns n and writes the surviving tile positions to cand[:n].
@@ -383,13 +396,7 @@ def forward(means, conics, colors, offsets, ids, height, width, top_k, eps, bloc
                     for ci in range(ncand):
                         _lane_q(lox, loy, cx[ci], cy[ci], ca[ci], cb[ci], cc[ci], xq, lanes)
                         _exp_neg_half(xq, nv, pv, ev, kq, lanes)
-                        for l in range(lanes):
-                            sv[l] += kq[l]
-                        for ch in range(ncol):
-                            col = ccol[ci, ch]
-                            row = acc[ch]
-                            for l in range(lanes):
-                                row[l] += kq[l] * col
+                        _accumulate(kq, ccol[ci], sv, acc, lanes)
                 for l in range(lanes):
                     py = by0 + l // block
                     px = bx0 + l % block
