@@ -17,29 +17,29 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from imagegs import codec, metrics
-from imagegs.cli import read_source
-from imagegs.io import atomic_write, to_uint8
+from imagegs import codec
+from imagegs.cli import quality_8bit, read_source
+from imagegs.io import atomic_write
 from imagegs.quantize import Bits
 
 
-def psnr_of(data: bytes, target: np.ndarray) -> float:
-    dec = codec.decode(data)
-    a, b = (torch.from_numpy(x).permute(2, 0, 1).double() / 255 for x in (dec, to_uint8(target)))
-    return metrics.psnr(a, b)
-
-
 def neighbours(b: Bits) -> list[Bits]:
-    """The default and its +-1 neighbours per group (position; scale, rotation and colour together)."""
-    out = [b]
+    """The +-1 neighbours of ``b`` per group (position; scale, rotation and colour together)."""
+    out = []
     for dp, do in ((1, 0), (-1, 0), (0, 1), (0, -1)):
         p, o = b.position + dp, b.scale + do
         if 4 <= p <= 16 and 4 <= o <= 16:
             out.append(Bits(p, o, o, o))
     return out
+
+
+def _row(bpp: float, enc: codec.Encoded, image, seconds: float, *, default: bool) -> dict:
+    """One encode's figures (PSNR and SSIM of the decoded file, 8-bit), printed as it comes."""
+    psnr, ssim = quality_8bit(codec.decode(enc.data, as_uint8=False), image.pixels)
+    row = {"bpp_target": bpp, "bits": str(enc.bits), "default": default, "gaussians": enc.num,
+           "bpp": enc.bpp, "psnr": psnr, "ssim": ssim, "seconds": seconds}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main(argv=None) -> None:
@@ -48,22 +48,17 @@ def main(argv=None) -> None:
     ap.add_argument("--bpp", type=float, nargs="+", default=[0.3, 1.0])
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/bits_sweep.json"))
     args = ap.parse_args(argv)
-    src = read_source([args.image]).pixels
-    h, w = src.shape[:2]
+    image = read_source([args.image])
     rows = []
     for bpp in args.bpp:
-        default = codec.compress(src, bpp=bpp)
-        rows.append({"bpp_target": bpp, "bits": str(default.bits), "default": True, "gaussians": default.num,
-                     "bpp": default.bpp, "psnr": psnr_of(default.data, src)})
-        print(json.dumps(rows[-1]), flush=True)
-        for bits in neighbours(default.bits)[1:]:
+        t0 = time.perf_counter()
+        default = codec.compress(image.pixels, bpp=bpp)
+        rows.append(_row(bpp, default, image, time.perf_counter() - t0, default=True))
+        for bits in neighbours(default.bits):
             t0 = time.perf_counter()
-            enc = codec.compress(src, bpp=bpp, bits=bits)
-            rows.append({"bpp_target": bpp, "bits": str(bits), "default": False, "gaussians": enc.num,
-                         "bpp": enc.bpp, "psnr": psnr_of(enc.data, src),
-                         "seconds": time.perf_counter() - t0})
-            print(json.dumps(rows[-1]), flush=True)
-    doc = {"image": args.image, "size": [w, h], "rows": rows}
+            enc = codec.compress(image.pixels, bpp=bpp, bits=bits)
+            rows.append(_row(bpp, enc, image, time.perf_counter() - t0, default=False))
+    doc = {"image": args.image, "size": [image.width, image.height], "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(doc, indent=1) + "\n"))
     print(f"wrote {args.json}")

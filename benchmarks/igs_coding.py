@@ -28,18 +28,16 @@ import numpy as np
 import torch
 
 import imagegs
-from imagegs import bitstream, igsfile, metrics
-from imagegs.cli import read_source
+from imagegs import bitstream, igsfile
+from imagegs.cli import quality_8bit, read_source
 from imagegs.codec import default_bits
-from imagegs.io import to_uint8
 from imagegs.quantize import Bits, dequantize, quantize
 
 
 def psnr8(g, target) -> float:
+    """8-bit PSNR of the rendering of ``g`` against ``target`` (C, H, W), as ``imagegs fit`` reports."""
     with torch.no_grad():
-        img = imagegs.render(g)
-    a, b = (torch.from_numpy(to_uint8(x)).permute(2, 0, 1).double() / 255 for x in (img, target))
-    return metrics.psnr(a, b)
+        return quality_8bit(imagegs.render(g), target)[0]
 
 
 def levels_of(meta: dict, n: int) -> list[int]:
