@@ -91,41 +91,6 @@ def full_decode(g: imagegs.Gaussians, height: int, width: int, runs: int) -> dic
             "counts": stats, **macs(stats, g.channels)}
 
 
-def against_training_forward(g: imagegs.Gaussians, height: int, width: int, runs: int) -> dict:
-    """The decode kernel vs the training kernel's forward (no selection stored) on the same tile
-    lists, alternated in one run: a comparison that the machine's load affects alike."""
-    from imagegs.render import _decode, _kernels
-    from imagegs.render.decode import _key_proto
-
-    with torch.no_grad():
-        means, conics, radii = project(g.xy, g.scale, g.rot, height=height, width=width,
-                                       native_height=g.height, native_width=g.width)
-    m, con, qo, col, offsets, ids = prepare(means, conics, g.color, radii, None, height, width)
-    out = np.empty((col.shape[1], height, width), m.dtype)
-    stats = np.empty((len(offsets) - 1, _decode.NSTATS), np.int64)
-    sp, sw, ws = np.empty((1, 1, 1), np.int32), np.empty((1, 1, 1), m.dtype), np.empty(height * width, m.dtype)
-
-    def train():
-        _kernels.forward(m, con, col, offsets, ids, height, width, 10, 1e-4, _kernels.BLOCK, False, out, sp, sw, ws,
-                         numba.get_num_threads())
-
-    def dec():
-        _decode.decode(m, con, qo, col, offsets, ids, height, width, 10, 1e-4, 0, 0, width, height, out, stats,
-                       _key_proto(m), _decode.LANES, numba.get_num_threads())
-
-    train(), dec()
-    rows = {"training_forward": [], "decode": []}
-    for _ in range(runs):
-        for name, fn in (("training_forward", train), ("decode", dec)):
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            rows[name].append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
-    res = {f"{k}_{unit}": float(np.median([r[i] for r in v])) for k, v in rows.items()
-           for i, unit in enumerate(("ms", "cpu_ms"))}
-    res["speedup_cpu"] = res["training_forward_cpu_ms"] / res["decode_cpu_ms"]
-    return res
-
-
 def random_access(g: imagegs.Gaussians, points: int, runs: int, seed: int = 0) -> dict:
     xy = torch.rand(points, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.no_grad():
@@ -152,10 +117,6 @@ def table(result: dict) -> str:
             lines.append(f"| {name} | full decode {v['width']}x{v['height']} (setup {v['projection_and_binning_ms']:.0f} ms) "
                          f"| {v['total_ms']:.0f} | {v['cpu_ms']:.0f} | {v['megapixels_per_s']:.1f} Mpixel/s "
                          f"| {v['macs_per_point']:.0f} |")
-        k = r["kernels_2048"]
-        lines.append(f"| {name} | kernels alone at 2048x2048: training forward / decode | "
-                     f"{k['training_forward_ms']:.0f} / {k['decode_ms']:.0f} | {k['training_forward_cpu_ms']:.0f} / "
-                     f"{k['decode_cpu_ms']:.0f} | decode {k['speedup_cpu']:.2f}x faster (CPU) | |")
         for v in r["random_access"]:
             lines.append(f"| {name} | random access, {v['points']:,} points | {v['total_ms']:.0f} | {v['cpu_ms']:.0f} "
                          f"| {v['points_per_s'] / 1e6:.2f} M points/s ({v['points_per_cpu_s'] / 1e6:.2f} M per CPU-s) "
@@ -187,7 +148,6 @@ def main(argv=None) -> None:
         long = 2048 / max(g.height, g.width)
         row = {"model": name, "native": [g.width, g.height], "gaussians": g.num,
                "square_2048": full_decode(g, 2048, 2048, args.runs),
-               "kernels_2048": against_training_forward(g, 2048, 2048, args.runs),
                "long_side_2048": full_decode(g, round(g.height * long), round(g.width * long), args.runs),
                "random_access": [random_access(g, p, args.runs) for p in args.points]}
         rows.append(row)
@@ -200,7 +160,6 @@ def main(argv=None) -> None:
     summary = {
         "square_2048_ms": float(np.median([r["square_2048"]["total_ms"] for r in rows])),
         "square_2048_cpu_ms": float(np.median([r["square_2048"]["cpu_ms"] for r in rows])),
-        "decode_vs_training_forward_cpu": float(np.median([r["kernels_2048"]["speedup_cpu"] for r in rows])),
         "long_side_2048_ms": float(np.median([r["long_side_2048"]["total_ms"] for r in rows])),
         "random_points_per_s": float(np.median([r["random_access"][-1]["points_per_s"] for r in rows])),
         "random_points_per_cpu_s": float(np.median([r["random_access"][-1]["points_per_cpu_s"] for r in rows])),

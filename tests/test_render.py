@@ -16,7 +16,7 @@ def _forward_backward(g, backend, top_k, height=None, width=None, seed=1):
     gg = Gaussians(*params, g.height, g.width)
     # point-sampled: the training kernel has no anti-aliasing amplitudes (test_decode.py covers them)
     img = render(gg, height, width, top_k=top_k, backend=backend, antialias=False)
-    cot = torch.randn(img.shape, generator=torch.Generator().manual_seed(seed), dtype=img.dtype)
+    cot = torch.randn(img.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(img.dtype)
     (img * cot).sum().backward()
     return img.detach(), [p.grad for p in params]
 
@@ -75,6 +75,19 @@ def test_float32_forward_close():
     a = render(g, backend="reference")
     b = render(g, backend="cpu")
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("top_k", [10, None])
+def test_float32_gradients_close(top_k):
+    # the fit's precision: float32 kernels against the float64 reference on the same values
+    g32 = random_gaussians(400, 70, 83, seed=8, dtype=torch.float32)
+    g64 = Gaussians(*(t.double() for t in (g32.xy, g32.scale, g32.rot, g32.color)), g32.height, g32.width)
+    img32, grads32 = _forward_backward(g32, "cpu", top_k)
+    img64, grads64 = _forward_backward(g64, "reference", top_k)
+    torch.testing.assert_close(img32.double(), img64, rtol=1e-4, atol=1e-5)
+    for name, a, b in zip(("xy", "scale", "rot", "color"), grads32, grads64):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"grad {name}: {m}")
 
 
 def test_finite_differences_reference():

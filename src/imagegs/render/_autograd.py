@@ -1,4 +1,9 @@
-"""torch.autograd.Function around the Numba kernels (the ``cpu`` backend)."""
+"""torch.autograd.Function around the Numba kernels (the ``cpu`` backend).
+
+The forward is the decode kernel (``_decode.decode``), which also keeps what the backward needs
+(per pixel sum(w) + eps, per lane the K-th key, per tile entry a winner flag); the backward is
+``_backward.backward``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,8 @@ import numba
 import numpy as np
 import torch
 
-from . import _kernels
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+from . import _backward, _decode
+from .decode import _key_proto, no_training_outputs, prepare
 
 
 class RasterizeCPU(torch.autograd.Function):
@@ -18,29 +20,27 @@ class RasterizeCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means, conics, colors, radii, height: int, width: int, top_k: int, eps: float):
-        m, con, col = _np(means), _np(conics), _np(colors.to(means.dtype))
-        offsets, ids = _kernels.bin_tiles(m, _np(radii.to(means.dtype)), height, width)
-        # the per-pixel selection is kept for the backward pass only when a gradient is wanted
-        store = top_k > 0 and any(ctx.needs_input_grad[:3])
-        lanes = _kernels.BLOCK * _kernels.BLOCK
-        nblocks = (len(offsets) - 1) * (_kernels.TILE // _kernels.BLOCK) ** 2 if store else 1
-        shape = (nblocks, top_k, lanes) if store else (1, 1, 1)
-        out = np.empty((col.shape[1], height, width), col.dtype)
-        sel_pos = np.empty(shape, np.int32)
-        sel_w = np.empty(shape, col.dtype)
-        wsum = np.empty(height * width, col.dtype)
-        _kernels.forward(m, con, col, offsets, ids, height, width, top_k, eps, _kernels.BLOCK, store,
-                         out, sel_pos, sel_w, wsum, numba.get_num_threads())
-        out_t = torch.from_numpy(out)
-        ctx.state = (m, con, col, offsets, ids, height, width, top_k, out, sel_pos, sel_w, wsum)
+        m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, None, height, width)
+        ntiles = len(offsets) - 1
+        if any(ctx.needs_input_grad[:3]):
+            wsum = np.empty(height * width, m.dtype)
+            kth = np.empty((ntiles * _decode.SUB ** 2, _decode.LANES), _key_proto(m).dtype)
+            won = np.zeros(len(ids), np.uint8)
+        else:
+            wsum, kth, won = no_training_outputs(m)
+        out = np.empty((col.shape[1], height, width), m.dtype)
+        counts = np.empty((ntiles, _decode.NSTATS), np.int64)
+        _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, eps, 0, 0, width, height, out,
+                       counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), wsum, kth, won)
+        ctx.state = (m, con, col, offsets, ids, height, width, out, wsum, kth, won)
         ctx.colors_dtype = colors.dtype
-        return out_t
+        return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out):
-        m, con, col, offsets, ids, height, width, top_k, out, sel_pos, sel_w, wsum = ctx.state
+        m, con, col, offsets, ids, height, width, out, wsum, kth, won = ctx.state
         go = grad_out.detach().to(torch.from_numpy(out).dtype).contiguous().numpy()
-        gm, gcon, gcol = _kernels.backward(m, con, col, offsets, ids, height, width, top_k, _kernels.BLOCK,
-                                           go, out, sel_pos, sel_w, wsum, numba.get_num_threads())
+        gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, out, wsum, kth, won,
+                                            numba.get_num_threads())
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)

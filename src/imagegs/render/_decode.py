@@ -1,10 +1,11 @@
-"""Forward-only Numba kernels for decoding: whole images, regions and arbitrary points.
+"""The forward Numba kernels: whole images, regions and arbitrary points, and the training forward.
 
-Same function as ``reference.rasterize`` (and the training kernel ``_kernels.forward``), plus an
-optional per-Gaussian offset ``o`` >= 0 of the quadratic form: w = exp(-(max(q, 0) + o) / 2), i.e.
-an amplitude exp(-o / 2) <= 1 (the anti-aliasing prefilter's). No selection is stored and nothing
-is differentiated, so the kernels keep only what the blend needs, and they compute in the model's
-dtype: float32 models run 16 SIMD lanes per vector (float32 values, int32 keys), float64 ones 8.
+Same function as ``reference.rasterize``, plus an optional per-Gaussian offset ``o`` >= 0 of the
+quadratic form: w = exp(-(max(q, 0) + o) / 2), i.e. an amplitude exp(-o / 2) <= 1 (the
+anti-aliasing prefilter's). The kernels compute in the model's dtype: float32 models run 16 SIMD
+lanes per vector (float32 values, int32 keys), float64 ones 8. ``decode`` is also the training
+forward: it can keep the little that the backward (``_backward``) needs to recompute the
+selection (the normaliser per pixel, the K-th key per lane, which Gaussians won where).
 
 Both kernels evaluate *chunks* of up to 256 points of one tile as SIMD lanes, against contiguous
 copies of the tile's Gaussians:
@@ -115,10 +116,35 @@ def _scratch(maxlen, ncol, kk, dt, it):
             np.empty(LANES, np.int64))
 
 
+@njit(inline="always")
+def _pixel_lanes(lx, ly, bx0, by0):
+    """The pixel centres of the BLOCK x BLOCK block at (bx0, by0) as lanes (row-major)."""
+    f = lx.dtype.type
+    for l in range(LANES):
+        lx[l] = f(bx0 + l % BLOCK) + f(0.5)
+    for l in range(LANES):
+        ly[l] = f(by0 + l // BLOCK) + f(0.5)
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
-def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
+def _lane_qo(lx, ly, xa, ya, a, b, c, o, row_q, n):
+    """row_q[:n] = max(q, 0) + o of one Gaussian (centre xa, ya; conic a, 2b, c; offset o) at the
+    lanes (lx, ly): the selection's value. The forward and the backward both call this, so that the
+    backward recomputes the forward's keys bit for bit."""
+    f = row_q.dtype.type
+    for l in range(n):
+        dx = lx[l] - xa
+        dy = ly[l] - ya
+        qv = a * dx * dx + b * dx * dy + c * dy * dy
+        row_q[l] = (qv if qv > f(0.0) else f(0.0)) + o
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
     """Blend the tile's Gaussians at the first ``nl`` lanes (lx, ly) (points inside the box
-    [xlo, xhi] x [ylo, yhi] are exact). Leaves sum(w) in scratch ``sv`` and sum(w c) in ``acc``.
+    [xlo, xhi] x [ylo, yhi] are exact). Leaves sum(w) in scratch ``sv`` and sum(w c) in ``acc``,
+    and each lane's K-th key in ``best[K - 1]``. ``won`` (the tile's entries, or empty): set to 1
+    for each Gaussian that is a winner in some lane (what the training backward revisits).
 
     Returns (candidates after pruning, candidates that entered some lane's top K)."""
     gx, gy, ga, gb, gc, go, glam, gcol = tile
@@ -156,13 +182,8 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
     worst = best[kk - 1]  # each lane's K-th smallest key (``empty``: every candidate counts)
     for ci in range(ncand):
         j = cand[ci]
-        xa, ya, a, b, c, o = gx[j], gy[j], ga[j], gb[j], gc[j], go[j]
         row_q = qmat[j]
-        for l in range(lanes):
-            dx = lx[l] - xa
-            dy = ly[l] - ya
-            qv = a * dx * dx + b * dx * dy + c * dy * dy
-            row_q[l] = (qv if qv > f(0.0) else f(0.0)) + o
+        _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], go[j], row_q, lanes)
         if top_k == 0:
             continue
         for l in range(lanes):
@@ -197,6 +218,8 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl):
             nsel += sel
         if nsel == 0:  # a winner in no lane: adds zeros only
             continue
+        if won.shape[0] > 0:
+            won[j] = 1
         _exp(row_q, wv, ev, x64, n64, p64, e64, lanes)
         for l in range(lanes):
             wv[l] = wv[l] if key[l] != 0 else f(0.0)
@@ -228,10 +251,10 @@ def _exp(q, out, ev, x64, n64, p64, e64, n):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
-def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, length):
+def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, length, won):
     """Blend and normalise one chunk of ``nl`` lanes (result in scratch ``acc``), adding its work
     to the tile's ``counts`` (NSTATS,): chunks, list entries, candidate-lanes, insertions, lanes."""
-    nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl)
+    nc, ni = _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won)
     counts[0] += 1
     counts[1] += length
     counts[2] += nc * nl
@@ -242,8 +265,13 @@ def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, l
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
-           stats, kproto, lanes, nworkers):
+           stats, kproto, lanes, nworkers, wsum, kth, won):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
+
+    Also the training forward: for the backward (``_backward.backward``) it can keep, each only
+    where non-empty, ``wsum`` (H*W) the normaliser sum(w) + eps per pixel, ``kth`` (tiles * SUB^2,
+    LANES) each lane's K-th key, and ``won`` (len(ids)) uint8 flags, 1 for the tile-list entries
+    that are a winner in some lane of their chunk (zeros on entry).
 
     ``stats`` (tiles of the region, NSTATS) int64 receives per tile, summed over its chunks: chunks,
     tile-list entries (pruned), candidates x lanes evaluated, candidates that entered a top K, lanes
@@ -272,11 +300,14 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     for r in range(ntiles):
         tiles[r] = (ty0 + r // rtx) * ntx + tx0 + r % rtx
     maxlen = _longest(offsets, tiles)
+    store = won.shape[0] > 0
     # one set of buffers per worker (allocating per tile cost ~10 %); tiles dealt round-robin
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
         acc = scratch[14]
+        sv = scratch[12]
+        worst = scratch[5][kk - 1]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
         for r in range(wk, ntiles, nworkers):
@@ -295,18 +326,24 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                 bx1 = min(bx0 + BLOCK, width)
                 if by0 >= min(y1, by1) or bx0 >= min(x1, bx1) or by1 <= y0 or bx1 <= x0:
                     continue
-                for l in range(LANES):
-                    lx[l] = f(bx0 + l % BLOCK) + f(0.5)
-                for l in range(LANES):
-                    ly[l] = f(by0 + l // BLOCK) + f(0.5)
+                _pixel_lanes(lx, ly, bx0, by0)
                 _chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5), f(by1) - f(0.5), tile,
-                       scratch, top_k, lanes, feps, stats[r], length)
+                       scratch, top_k, lanes, feps, stats[r], length, won[start:start + length] if store else won)
                 for l in range(LANES):
                     py = by0 + l // BLOCK
                     px = bx0 + l % BLOCK
                     if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
                         for ch in range(ncol):
                             out[ch, py - y0, px - x0] = acc[ch, l]
+                if store:
+                    for l in range(LANES):
+                        py = by0 + l // BLOCK
+                        px = bx0 + l % BLOCK
+                        if py < by1 and px < bx1:
+                            wsum[py * width + px] = sv[l]  # sum(w) + eps after _normalise
+                    krow = kth[t * SUB * SUB + blk]
+                    for l in range(LANES):
+                        krow[l] = worst[l]
 
 
 @njit(cache=True)
@@ -367,6 +404,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
             busy[nbusy] = t
             nbusy += 1
     maxlen = _longest(offsets, busy[:nbusy])
+    nowon = np.empty(0, np.uint8)
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
@@ -397,7 +435,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
                     yhi = max(yhi, ly[l])
                 nl = min(lanes, (n + 63) // 64 * 64)  # not all LANES for few points; multiples of 64 lanes
                 # run the same vector loop bodies as whole chunks, so a point rounds as in ``decode``
-                _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, stats[t], length)
+                _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, stats[t], length, nowon)
                 for l in range(n):
                     i = order[c0 + l]
                     for ch in range(ncol):

@@ -23,6 +23,11 @@ def prepare(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, rad
     return m, con, qo, col, offsets, ids
 
 
+def no_training_outputs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty (wsum, kth, won) for ``_decode.decode``: keep nothing for a backward pass."""
+    return np.empty(0, m.dtype), np.empty((0, _decode.LANES), _key_proto(m).dtype), np.empty(0, np.uint8)
+
+
 def _key_proto(m: np.ndarray) -> np.ndarray:
     """An empty integer array as wide as the model's floats: the dtype of the selection keys."""
     return np.empty(0, np.int32 if m.dtype == np.float32 else np.int64)
@@ -42,7 +47,7 @@ def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Te
     tiles = ((x1 - 1) // _decode.TILE - x0 // _decode.TILE + 1) * ((y1 - 1) // _decode.TILE - y0 // _decode.TILE + 1)
     counts = np.empty((tiles, _decode.NSTATS), np.int64)
     _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
-                   counts, _key_proto(m), _decode.LANES, numba.get_num_threads())
+                   counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), *no_training_outputs(m))
     if stats is not None:
         stats.update(work_counts(counts, (x1 - x0) * (y1 - y0)))
     return torch.from_numpy(out)

@@ -1,0 +1,148 @@
+"""The training backward of the ``cpu`` backend: gradients of the tile-based top-K blend.
+
+The forward is the decode kernel (``_decode.decode``) with its training outputs: per pixel the
+normaliser sum(w) + eps, per lane its K-th selection key, and per tile-list entry a flag "is a
+winner in some lane". The backward revisits, tile by tile, only the flagged Gaussians, densely:
+for each one it recomputes q at all 256 lanes of the tile with the forward's own code
+(``_lane_qo``, so the keys match bit for bit), keeps the lanes where its key is <= the lane's K-th
+key (exactly the lanes where it was blended), and reduces the gradient over the lanes in vector
+loops. There is no per-(pixel, k) scatter and no stored weight.
+
+For one Gaussian and the pixels p where it is blended (w_p = exp(-q_p / 2), image
+I_p = sum_g w_g c_g / W_p, W_p = sum_g w_g + eps, upstream gradient G_p):
+    dL/dc = sum_p w_p G_p / W_p
+    dL/dw_p = (G_p . c - G_p . I_p) / W_p,   dL/dq_p = -w_p / 2 dL/dw_p  (0 where q is clamped)
+and the conic and mean gradients follow from q = A dx^2 + 2B dx dy + C dy^2 as sums of dL/dq_p
+times dx^2, dx dy, dy^2, dx, dy. Tiles are dealt round-robin to workers, each accumulating into
+its own buffer; the buffers are summed at the end (deterministic, no atomics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._decode import BLOCK, LANES, SUB, _exp, _lane_qo, _pixel_lanes, _tile, _tile_buffers
+from ._kernels import FASTMATH, TILE, _longest
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, wsum, kth, won, nworkers):
+    """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
+
+    ``out``, ``wsum``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
+    same inputs; all float arrays share the model's dtype, ``kth`` holds keys of the same width.
+    """
+    ntx = (width + TILE - 1) // TILE
+    nty = (height + TILE - 1) // TILE
+    num_tiles = ntx * nty
+    n = means.shape[0]
+    ncol = colors.shape[1]
+    dt = means.dtype
+    f = dt.type
+    it = kth.dtype.type
+    buf_m = np.zeros((nworkers, n, 2), dt)
+    buf_c = np.zeros((nworkers, n, 3), dt)
+    buf_col = np.zeros((nworkers, n, ncol), dt)
+    maxlen = _longest(offsets, np.arange(num_tiles))
+    noff = np.empty(0, dt)
+    for wk in prange(nworkers):
+        buf = _tile_buffers(maxlen, ncol, dt)
+        lx = np.empty(LANES, dt)
+        ly = np.empty(LANES, dt)
+        qv = np.empty(LANES, dt)
+        qi = qv.view(kth.dtype)
+        wv = np.empty(LANES, dt)
+        dwv = np.empty(LANES, dt)
+        gov = np.empty((ncol, LANES), dt)
+        base = np.empty(LANES, dt)
+        ev = np.empty(LANES, kth.dtype)
+        x64 = np.empty(LANES, np.float64)
+        n64 = np.empty(LANES, np.float64)
+        p64 = np.empty(LANES, np.float64)
+        e64 = np.empty(LANES, np.int64)
+        for t in range(wk, num_tiles, nworkers):
+            start = offsets[t]
+            length = offsets[t + 1] - start
+            if length == 0:
+                continue
+            ty = t // ntx
+            tx = t - ty * ntx
+            gx, gy, ga, gb, gc, go, glam, gcol = _tile(buf, means, conics, noff, colors, ids, start, length)
+            nbits = 1  # the forward's key layout: index bits for the tile-list length
+            while (1 << nbits) < length:
+                nbits += 1
+            himask = ~it((1 << nbits) - 1)
+            for blk in range(SUB * SUB):
+                by0 = ty * TILE + (blk // SUB) * BLOCK
+                bx0 = tx * TILE + (blk % SUB) * BLOCK
+                if by0 >= height or bx0 >= width:
+                    continue
+                _pixel_lanes(lx, ly, bx0, by0)
+                krow = kth[t * SUB * SUB + blk]
+                # per lane: G / W and G . I / W; zero for lanes outside the image
+                for l in range(LANES):
+                    py = by0 + l // BLOCK
+                    px = bx0 + l % BLOCK
+                    inside = py < height and px < width
+                    inv = f(1.0) / wsum[py * width + px] if inside else f(0.0)
+                    acc = f(0.0)
+                    for ch in range(ncol):
+                        g = grad_out[ch, py, px] * inv if inside else f(0.0)
+                        gov[ch, l] = g
+                        acc += g * out[ch, py, px] if inside else f(0.0)
+                    base[l] = acc
+                for j in range(length):
+                    if won[start + j] == 0:
+                        continue
+                    _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], f(0.0), qv, LANES)
+                    _exp(qv, wv, ev, x64, n64, p64, e64, LANES)
+                    jj = it(j)
+                    for l in range(LANES):  # blended here iff its key is within the lane's K best
+                        wv[l] = wv[l] if ((qi[l] & himask) | jj) <= krow[l] else f(0.0)
+                    g = ids[start + j]
+                    for l in range(LANES):
+                        dwv[l] = -base[l]
+                    for ch in range(ncol):
+                        col = gcol[j, ch]
+                        row = gov[ch]
+                        s = f(0.0)
+                        for l in range(LANES):
+                            dwv[l] += row[l] * col
+                            s += wv[l] * row[l]
+                        buf_col[wk, g, ch] += s
+                    xa, ya = gx[j], gy[j]
+                    sxx = f(0.0)
+                    sxy = f(0.0)
+                    syy = f(0.0)
+                    sx = f(0.0)
+                    sy = f(0.0)
+                    for l in range(LANES):
+                        dq = f(-0.5) * wv[l] * dwv[l] if qv[l] > f(0.0) else f(0.0)
+                        dx = lx[l] - xa
+                        dy = ly[l] - ya
+                        dqx = dq * dx
+                        dqy = dq * dy
+                        sxx += dqx * dx
+                        sxy += dqx * dy
+                        syy += dqy * dy
+                        sx += dqx
+                        sy += dqy
+                    buf_c[wk, g, 0] += sxx
+                    buf_c[wk, g, 1] += f(2.0) * sxy
+                    buf_c[wk, g, 2] += syy
+                    # dq/dmean = -(2A dx + 2B dy, 2B dx + 2C dy); gb holds 2B
+                    buf_m[wk, g, 0] -= f(2.0) * ga[j] * sx + gb[j] * sy
+                    buf_m[wk, g, 1] -= gb[j] * sx + f(2.0) * gc[j] * sy
+    gm = np.zeros((n, 2), dt)
+    gcon = np.zeros((n, 3), dt)
+    gcolor = np.zeros((n, ncol), dt)
+    for i in prange(n):
+        for wk in range(nworkers):
+            gm[i, 0] += buf_m[wk, i, 0]
+            gm[i, 1] += buf_m[wk, i, 1]
+            for c3 in range(3):
+                gcon[i, c3] += buf_c[wk, i, c3]
+            for ch in range(ncol):
+                gcolor[i, ch] += buf_col[wk, i, ch]
+    return gm, gcon, gcolor
