@@ -108,7 +108,7 @@ def _scratch(maxlen, ncol, kk, dt, it):
     """One worker's work arrays for the chunks of any tile with up to ``maxlen`` entries (K = ``kk``);
     ``dt`` the float dtype, ``it`` the key dtype of the same width. ``keep`` starts (and stays
     between chunks) all False."""
-    return (np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, np.int32),
+    return (np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen + 1, np.int32),
             np.empty((maxlen, LANES), dt), np.empty((kk, LANES), it), np.zeros(maxlen, np.bool_),
             np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, it),
             np.empty(LANES, it), np.empty(LANES, dt), np.empty(LANES, dt), np.empty((ncol, LANES), dt),

@@ -128,9 +128,16 @@ def _accumulate(w, color, sv, acc, lanes):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _fmax(a, b):
+    """max as a compare-and-select: vectorises (Python's ``max`` on floats does not without nnan)."""
+    return a if a > b else b
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qhi, qlo, qmid, cand):
-    """Exact top-K pruning for the points of the box [xlo, xhi] x [ylo, yhi] (shared by the
-    training and decode kernels); returns n and writes the surviving tile positions to cand[:n].
+    """Exact top-K pruning for the points of the box [xlo, xhi] x [ylo, yhi] (shared by all
+    forward kernels); returns n and writes the surviving tile positions to cand[:n]. ``cand``
+    needs length + 1 entries: the branch-free compaction may write one past the last.
 
     Keys are q + go (go: per-Gaussian offsets, zeros without amplitudes), q = a dx^2 + b dx dy
     + c dy^2 (b already doubled). q is convex, so its maximum over the box is at a corner: a
@@ -160,10 +167,10 @@ def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qh
         q01 = ax1 + gb[j] * dx1 * dy0 + cy0
         q10 = ax0 + gb[j] * dx0 * dy1 + cy1
         q11 = ax1 + gb[j] * dx1 * dy1 + cy1
-        qhi[j] = max(max(q00, q01), max(q10, q11)) + go[j]
+        qhi[j] = _fmax(_fmax(q00, q01), _fmax(q10, q11)) + go[j]
     for j in range(length):
-        ddx = max(max(xlo - gx[j], gx[j] - xhi), f(0.0))
-        ddy = max(max(ylo - gy[j], gy[j] - yhi), f(0.0))
+        ddx = _fmax(_fmax(xlo - gx[j], gx[j] - xhi), f(0.0))
+        ddy = _fmax(_fmax(ylo - gy[j], gy[j] - yhi), f(0.0))
         qlo[j] = glam[j] * (ddx * ddx + ddy * ddy) + go[j]
     for j in range(length):
         dx = xm - gx[j]
@@ -172,24 +179,23 @@ def _prune(xlo, xhi, ylo, yhi, gx, gy, ga, gb, gc, go, glam, top_k, rel, tol, qh
     lo = 0.0  # bisection for G (float64): hi stays valid (>= K maxima <= hi), lo invalid
     hi = 0.0
     for j in range(length):
-        hi = max(hi, np.float64(qhi[j]))
+        hi = _fmax(hi, np.float64(qhi[j]))
     for rnd in range(12):
         mid = 0.5 * (lo + hi) if rnd < 4 else math.sqrt(max(lo, 1e-12) * hi)
+        fmid = f(mid)  # counted in the model's precision (vectorises); hi takes the value counted
         cnt = 0
         for j in range(length):
-            cnt += qhi[j] <= mid
+            cnt += qhi[j] <= fmid
         if cnt >= top_k:
-            hi = mid
+            hi = np.float64(fmid)
         else:
             lo = mid
-    thresh = hi * rel + tol
+    thresh = f(hi * rel + tol)
     n = 0
     for j in range(length):  # likely winners first (key at the centre within G) ...
-        if qlo[j] <= thresh and qmid[j] <= thresh:
-            cand[n] = j
-            n += 1
+        cand[n] = j  # branch-free compaction: always write, advance if kept
+        n += (qlo[j] <= thresh) & (qmid[j] <= thresh)
     for j in range(length):  # ... then the other survivors
-        if qlo[j] <= thresh and qmid[j] > thresh:
-            cand[n] = j
-            n += 1
+        cand[n] = j
+        n += (qlo[j] <= thresh) & (qmid[j] > thresh)
     return n
