@@ -5,8 +5,8 @@ covariances with the per-axis resolution ratio, so non-integer scales and other 
 and rasterises them with one of two backends that compute the same function:
 
 - ``reference``: pure PyTorch, any device (the specification, and the GPU path for now);
-- ``cpu``: fused, parallel Numba kernels: a training kernel with a hand-written backward, and a
-  forward-only decode kernel used whenever no gradient is needed (also for regions and points).
+- ``cpu``: fused, parallel Numba kernels: one forward kernel (``_decode``) for decoding, regions,
+  points and training (then it also keeps what the hand-written backward, ``_backward``, needs).
 
 Below the native size, ``antialias`` prefilters each Gaussian by the output pixel's footprint
 (``project.prefilter``), so downscaled renders do not alias; at or above it nothing changes.
