@@ -41,6 +41,6 @@ class RasterizeCPU(torch.autograd.Function):
         m, con, col, offsets, ids, height, width, out, wsum, kth, won = ctx.state
         go = grad_out.detach().to(torch.from_numpy(out).dtype).contiguous().numpy()
         gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, out, wsum, kth, won,
-                                            numba.get_num_threads())
+                                            _decode.LANES, numba.get_num_threads())
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)

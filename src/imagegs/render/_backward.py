@@ -22,16 +22,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._decode import BLOCK, LANES, SUB, _exp, _lane_qo, _pixel_lanes, _tile, _tile_buffers
+from ._decode import BLOCK, LANES, SUB, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
 from ._kernels import FASTMATH, TILE, _longest
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, wsum, kth, won, nworkers):
+def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, wsum, kth, won, lanes,
+             nworkers):
     """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
 
     ``out``, ``wsum``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
     same inputs; all float arrays share the model's dtype, ``kth`` holds keys of the same width.
+    ``lanes`` = LANES at run time, as passed to the forward: the q and key loops must compile to
+    the forward's vector code (a constant trip count can change the rounding) so that the
+    recomputed keys equal the forward's bit for bit.
     """
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
@@ -69,10 +73,7 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
             ty = t // ntx
             tx = t - ty * ntx
             gx, gy, ga, gb, gc, go, glam, gcol = _tile(buf, means, conics, noff, colors, ids, start, length)
-            nbits = 1  # the forward's key layout: index bits for the tile-list length
-            while (1 << nbits) < length:
-                nbits += 1
-            himask = ~it((1 << nbits) - 1)
+            himask = _key_mask(length, it)  # the forward's key layout
             for blk in range(SUB * SUB):
                 by0 = ty * TILE + (blk // SUB) * BLOCK
                 bx0 = tx * TILE + (blk % SUB) * BLOCK
@@ -95,19 +96,19 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
                 for j in range(length):
                     if won[start + j] == 0:
                         continue
-                    _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], f(0.0), qv, LANES)
-                    _exp(qv, wv, ev, x64, n64, p64, e64, LANES)
+                    _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], f(0.0), qv, lanes)
+                    _exp(qv, wv, ev, x64, n64, p64, e64, lanes)
                     jj = it(j)
-                    for l in range(LANES):  # blended here iff its key is within the lane's K best
+                    for l in range(lanes):  # blended here iff its key is within the lane's K best
                         wv[l] = wv[l] if ((qi[l] & himask) | jj) <= krow[l] else f(0.0)
                     g = ids[start + j]
-                    for l in range(LANES):
+                    for l in range(lanes):
                         dwv[l] = -base[l]
                     for ch in range(ncol):
                         col = gcol[j, ch]
                         row = gov[ch]
                         s = f(0.0)
-                        for l in range(LANES):
+                        for l in range(lanes):
                             dwv[l] += row[l] * col
                             s += wv[l] * row[l]
                         buf_col[wk, g, ch] += s
@@ -117,7 +118,7 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
                     syy = f(0.0)
                     sx = f(0.0)
                     sy = f(0.0)
-                    for l in range(LANES):
+                    for l in range(lanes):
                         dq = f(-0.5) * wv[l] * dwv[l] if qv[l] > f(0.0) else f(0.0)
                         dx = lx[l] - xa
                         dy = ly[l] - ya

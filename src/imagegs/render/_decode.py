@@ -126,6 +126,16 @@ def _pixel_lanes(lx, ly, bx0, by0):
         ly[l] = f(by0 + l // BLOCK) + f(0.5)
 
 
+@njit(inline="always")
+def _key_mask(length, it):
+    """The mask of a key's value bits: its lowest bits hold the Gaussian's position in a tile list
+    of ``length`` entries (so every chunk of a tile, and the backward, pack a point's keys alike)."""
+    nbits = 1
+    while (1 << nbits) < length:
+        nbits += 1
+    return ~it((1 << nbits) - 1)
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _lane_qo(lx, ly, xa, ya, a, b, c, o, row_q, n):
     """row_q[:n] = max(q, 0) + o of one Gaussian (centre xa, ya; conic a, 2b, c; offset o) at the
@@ -168,12 +178,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
     if ncand == 0:
         return ncand, ninsert
     ki = kq.view(best.dtype)
-    # index bits: the tile-list position, so every chunk of a tile packs a point's keys alike
-    nbits = 1
-    while (1 << nbits) < length:
-        nbits += 1
-    lowmask = it((1 << nbits) - 1)
-    himask = ~lowmask
+    himask = _key_mask(length, it)
     empty = it(np.iinfo(best.dtype).max)
     for k in range(kk):
         row_b = best[k]
@@ -268,8 +273,8 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
            stats, kproto, lanes, nworkers, wsum, kth, won):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
-    Also the training forward: for the backward (``_backward.backward``) it can keep, each only
-    where non-empty, ``wsum`` (H*W) the normaliser sum(w) + eps per pixel, ``kth`` (tiles * SUB^2,
+    Also the training forward (then on the whole image): for the backward (``_backward.backward``)
+    it can keep, each only where non-empty, ``wsum`` (H*W) the normaliser sum(w) + eps per pixel, ``kth`` (tiles * SUB^2,
     LANES) each lane's K-th key, and ``won`` (len(ids)) uint8 flags, 1 for the tile-list entries
     that are a winner in some lane of their chunk (zeros on entry).
 
@@ -335,12 +340,9 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                     if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
                         for ch in range(ncol):
                             out[ch, py - y0, px - x0] = acc[ch, l]
-                if store:
-                    for l in range(LANES):
-                        py = by0 + l // BLOCK
-                        px = bx0 + l % BLOCK
-                        if py < by1 and px < bx1:
+                        if store:
                             wsum[py * width + px] = sv[l]  # sum(w) + eps after _normalise
+                if store:
                     krow = kth[t * SUB * SUB + blk]
                     for l in range(LANES):
                         krow[l] = worst[l]
