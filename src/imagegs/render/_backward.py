@@ -100,7 +100,7 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
                     _exp(qv, wv, ev, x64, n64, p64, e64, lanes)
                     jj = it(j)
                     for l in range(lanes):  # blended here iff its key is within the lane's K best
-                        wv[l] = wv[l] if ((qi[l] & himask) | jj) <= krow[l] else f(0.0)
+                        wv[l] = wv[l] if np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l] else f(0.0)
                     g = ids[start + j]
                     for l in range(lanes):
                         dwv[l] = -base[l]

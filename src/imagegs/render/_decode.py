@@ -32,12 +32,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import FASTMATH, TILE, _accumulate, _exp_neg_half, _insert, _longest, _prune
+from ._kernels import FASTMATH, TILE, _accumulate, _exp_neg_half, _insert, _longest, _make_insert, _prune
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
 SUB = TILE // BLOCK  # sub-blocks per tile side (query grouping; 1 with whole-tile chunks)
 NSTATS = 5  # per-tile work counts (see ``decode``)
+FAST_K = 10  # the K with an unrolled insertion network (the default); others take the generic one
+_insert_fast = _make_insert(FAST_K, LANES)
 
 _LOG2E = 1.4426950408889634
 _LN2_HI32 = 0.693145751953125  # ln 2 split for float32 range reduction
@@ -53,14 +55,14 @@ def _exp_neg_half32(q, nv, ev, out, n):
     """
     f = q.dtype.type
     for l in range(n):
-        nv[l] = math.floor(max(f(-0.5) * q[l], f(-87.0)) * f(_LOG2E) + f(0.5))
+        nv[l] = np.floor(max(f(-0.5) * q[l], f(-87.0)) * f(_LOG2E) + f(0.5))  # float floor: no int64 round trip
     for l in range(n):
         x = max(f(-0.5) * q[l], f(-87.0))
         r = (x - nv[l] * f(_LN2_HI32)) - nv[l] * f(_LN2_LO32)
         out[l] = f(1.0) + r * (f(1.0) + r * (f(1 / 2) + r * (f(1 / 6) + r * (f(1 / 24) + r * (
             f(1 / 120) + r * (f(1 / 720) + r * f(1 / 5040)))))))
     for l in range(n):
-        ev[l] = (np.int32(nv[l]) + np.int32(127)) << np.int32(23)
+        ev[l] = np.left_shift(np.add(np.int32(nv[l]), np.int32(127)), np.int32(23))  # int32 ufuncs stay int32
     scale = ev.view(np.float32)
     for l in range(n):
         out[l] = out[l] * scale[l]
@@ -117,6 +119,13 @@ def _scratch(maxlen, ncol, kk, dt, it):
 
 
 @njit(inline="always")
+def _copy(src, dst, n):
+    """dst[:n] = src[:n] (a plain loop: slice assignment costs more for rows this short)."""
+    for i in range(n):
+        dst[i] = src[i]
+
+
+@njit(inline="always")
 def _pixel_lanes(lx, ly, bx0, by0):
     """The pixel centres of the BLOCK x BLOCK block at (bx0, by0) as lanes (row-major)."""
     f = lx.dtype.type
@@ -133,7 +142,7 @@ def _key_mask(length, it):
     nbits = 1
     while (1 << nbits) < length:
         nbits += 1
-    return ~it((1 << nbits) - 1)
+    return np.invert(it((1 << nbits) - 1))
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -193,16 +202,19 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
             continue
         for l in range(lanes):
             kq[l] = row_q[l]
-        better = 0
+        better = f(0.0)  # a float count vectorises at full width (an int one widens to int64)
         jj = it(j)
         for l in range(lanes):
-            kv = (ki[l] & himask) | jj
+            kv = np.bitwise_or(np.bitwise_and(ki[l], himask), jj)  # ufuncs keep int32 (operators widen)
             key[l] = kv
-            better += kv < worst[l]
+            better += f(1.0) if kv < worst[l] else f(0.0)
         if better == 0:
             continue
         ninsert += 1
-        _insert(best, key, top_k, lanes)
+        if top_k == FAST_K and kk == FAST_K:
+            _insert_fast(best.reshape(-1), key, lanes)
+        else:
+            _insert(best, key, top_k, lanes)
     # Blend, densely: a candidate is one of a lane's K winners iff its key <= the lane's K-th key.
     # Candidates go in tile-list order, so the sum's order does not depend on the pruning (the
     # non-winners add exact zeros): every chunk of a tile sums a point's winners alike.
@@ -216,11 +228,11 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
         for l in range(lanes):
             kq[l] = row_q[l]
         jj = it(j)
-        nsel = 0
+        nsel = f(0.0)
         for l in range(lanes):
-            sel = ((ki[l] & himask) | jj) <= worst[l]
+            sel = np.bitwise_or(np.bitwise_and(ki[l], himask), jj) <= worst[l]
             key[l] = sel
-            nsel += sel
+            nsel += f(1.0) if sel else f(0.0)
         if nsel == 0:  # a winner in no lane: adds zeros only
             continue
         if won.shape[0] > 0:
@@ -334,14 +346,14 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                 _pixel_lanes(lx, ly, bx0, by0)
                 _chunk(lx, ly, f(bx0) + f(0.5), f(bx1) - f(0.5), f(by0) + f(0.5), f(by1) - f(0.5), tile,
                        scratch, top_k, lanes, feps, stats[r], length, won[start:start + length] if store else won)
-                for l in range(LANES):
-                    py = by0 + l // BLOCK
-                    px = bx0 + l % BLOCK
-                    if y0 <= py < min(y1, by1) and x0 <= px < min(x1, bx1):
-                        for ch in range(ncol):
-                            out[ch, py - y0, px - x0] = acc[ch, l]
-                        if store:
-                            wsum[py * width + px] = sv[l]  # sum(w) + eps after _normalise
+                xa = max(bx0, x0)  # the block's pixels inside the region, row by row
+                nx = min(bx1, x1) - xa
+                for py in range(max(by0, y0), min(by1, y1)):
+                    o = (py - by0) * BLOCK + xa - bx0
+                    for ch in range(ncol):
+                        _copy(acc[ch, o:o + nx], out[ch, py - y0, xa - x0:xa - x0 + nx], nx)
+                    if store:  # sum(w) + eps after _normalise
+                        _copy(sv[o:o + nx], wsum[py * width + xa:py * width + xa + nx], nx)
                 if store:
                     krow = kth[t * SUB * SUB + blk]
                     for l in range(LANES):
