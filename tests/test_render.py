@@ -90,6 +90,35 @@ def test_float32_gradients_close(top_k):
         torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"grad {name}: {m}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("top_k", [10, 3])
+def test_backward_selects_what_the_forward_blended(dtype, top_k):
+    # the backward recomputes each lane's selection keys in another compiled kernel; they must equal
+    # the forward's bit for bit, i.e. every pixel selects exactly min(K, tile-list length) entries
+    import numba
+    import numpy as np
+    from imagegs.render import _backward, _decode
+    from imagegs.render.decode import _key_proto, prepare
+    g = random_gaussians(3000, 100, 120, scale=(0.5, 12.0), seed=5, dtype=dtype)
+    h, w = g.height, g.width
+    means, conics, radii = project(g.xy, g.scale, g.rot, height=h, width=w, native_height=h, native_width=w)
+    m, con, qo, col, offsets, ids = prepare(means, conics, g.color, radii, None, h, w)
+    nblk = (len(offsets) - 1) * _decode.SUB ** 2
+    blend = np.empty((nblk, col.shape[1] + 1, _decode.LANES), m.dtype)
+    kth = np.empty((nblk, _decode.LANES), _key_proto(m).dtype)
+    won = np.zeros(len(ids), np.uint8)
+    out = np.empty((col.shape[1], h, w), m.dtype)
+    stats = np.empty((len(offsets) - 1, _decode.NSTATS), np.int64)
+    _decode.decode(m, con, qo, col, offsets, ids, h, w, top_k, 1e-4, 0, 0, w, h, out, stats, _key_proto(m),
+                   _decode.LANES, numba.get_num_threads(), blend, kth, won)
+    counts = _backward.selected_counts(m, con, offsets, ids, h, w, kth, won, _decode.LANES)
+    ntx = (w + 15) // 16
+    lengths = np.diff(offsets).reshape(-1, ntx)
+    expect = np.minimum(np.repeat(np.repeat(lengths, 16, 0), 16, 1)[:h, :w], top_k)
+    assert (lengths >= top_k).mean() > 0.5  # most tiles have a real choice to make
+    np.testing.assert_array_equal(counts, expect)
+
+
 def test_finite_differences_reference():
     g = random_gaussians(6, 9, 11, channels=2, scale=(1.5, 4.0), seed=8)
     params = [t.detach().clone().requires_grad_() for t in (g.xy, g.scale, g.rot, g.color)]

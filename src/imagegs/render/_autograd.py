@@ -1,7 +1,7 @@
 """torch.autograd.Function around the Numba kernels (the ``cpu`` backend).
 
 The forward is the decode kernel (``_decode.decode``), which also keeps what the backward needs
-(per pixel sum(w) + eps, per lane the K-th key, per tile entry a winner flag); the backward is
+(per lane the blended colour, sum(w) + eps and the K-th key, per tile entry a winner flag); the backward is
 ``_backward.backward``.
 """
 
@@ -23,24 +23,25 @@ class RasterizeCPU(torch.autograd.Function):
         m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, None, height, width)
         ntiles = len(offsets) - 1
         if any(ctx.needs_input_grad[:3]):
-            wsum = np.empty(height * width, m.dtype)
-            kth = np.empty((ntiles * _decode.SUB ** 2, _decode.LANES), _key_proto(m).dtype)
+            nblk = ntiles * _decode.SUB ** 2
+            blend = np.empty((nblk, col.shape[1] + 1, _decode.LANES), m.dtype)
+            kth = np.empty((nblk, _decode.LANES), _key_proto(m).dtype)
             won = np.zeros(len(ids), np.uint8)
         else:
-            wsum, kth, won = no_training_outputs(m)
+            blend, kth, won = no_training_outputs(m)
         out = np.empty((col.shape[1], height, width), m.dtype)
         counts = np.empty((ntiles, _decode.NSTATS), np.int64)
         _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, eps, 0, 0, width, height, out,
-                       counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), wsum, kth, won)
-        ctx.state = (m, con, col, offsets, ids, height, width, out, wsum, kth, won)
+                       counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), blend, kth, won)
+        ctx.state = (m, con, col, offsets, ids, height, width, out, blend, kth, won)
         ctx.colors_dtype = colors.dtype
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out):
-        m, con, col, offsets, ids, height, width, out, wsum, kth, won = ctx.state
+        m, con, col, offsets, ids, height, width, out, blend, kth, won = ctx.state
         go = grad_out.detach().to(torch.from_numpy(out).dtype).contiguous().numpy()
-        gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, out, wsum, kth, won,
+        gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, blend, kth, won,
                                             _decode.LANES, numba.get_num_threads())
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)

@@ -1,7 +1,7 @@
 """The training backward of the ``cpu`` backend: gradients of the tile-based top-K blend.
 
-The forward is the decode kernel (``_decode.decode``) with its training outputs: per pixel the
-normaliser sum(w) + eps, per lane its K-th selection key, and per tile-list entry a flag "is a
+The forward is the decode kernel (``_decode.decode``) with its training outputs: per lane the
+blended colour, the normaliser sum(w) + eps and the K-th selection key, and per tile-list entry a flag "is a
 winner in some lane". The backward revisits, tile by tile, only the flagged Gaussians, densely:
 for each one it recomputes q at all 256 lanes of the tile with the forward's own code
 (``_lane_qo``, so the keys match bit for bit), keeps the lanes where its key is <= the lane's K-th
@@ -22,16 +22,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._decode import BLOCK, LANES, SUB, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
+from ._decode import BLOCK, LANES, SUB, _copy, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
 from ._kernels import FASTMATH, TILE, _longest
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, wsum, kth, won, lanes,
+def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend, kth, won, lanes,
              nworkers):
     """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
 
-    ``out``, ``wsum``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
+    ``blend``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
     same inputs; all float arrays share the model's dtype, ``kth`` holds keys of the same width.
     ``lanes`` = LANES at run time, as passed to the forward: the q and key loops must compile to
     the forward's vector code (a constant trip count can change the rounding) so that the
@@ -81,18 +81,27 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
                     continue
                 _pixel_lanes(lx, ly, bx0, by0)
                 krow = kth[t * SUB * SUB + blk]
-                # per lane: G / W and G . I / W; zero for lanes outside the image
-                for l in range(LANES):
-                    py = by0 + l // BLOCK
-                    px = bx0 + l % BLOCK
-                    inside = py < height and px < width
-                    inv = f(1.0) / wsum[py * width + px] if inside else f(0.0)
-                    acc = f(0.0)
+                # per lane: G / W and G . I / W (G read row by row; zero for lanes outside the image)
+                for ch in range(ncol):
+                    row = gov[ch]
+                    for l in range(LANES):
+                        row[l] = f(0.0)
+                nx = min(bx0 + BLOCK, width) - bx0
+                for py in range(by0, min(by0 + BLOCK, height)):
+                    o = (py - by0) * BLOCK
                     for ch in range(ncol):
-                        g = grad_out[ch, py, px] * inv if inside else f(0.0)
-                        gov[ch, l] = g
-                        acc += g * out[ch, py, px] if inside else f(0.0)
-                    base[l] = acc
+                        _copy(grad_out[ch, py, bx0:bx0 + nx], gov[ch, o:o + nx], nx)
+                bl = blend[t * SUB * SUB + blk]
+                ws = bl[ncol]
+                for l in range(LANES):
+                    base[l] = f(0.0)
+                for ch in range(ncol):
+                    row = gov[ch]
+                    img = bl[ch]
+                    for l in range(LANES):
+                        g = row[l] / ws[l]
+                        row[l] = g
+                        base[l] += g * img[l]
                 for j in range(length):
                     if won[start + j] == 0:
                         continue
@@ -147,3 +156,47 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, out, 
             for ch in range(ncol):
                 gcolor[i, ch] += buf_col[wk, i, ch]
     return gm, gcon, gcolor
+
+
+@njit(cache=True)
+def selected_counts(means, conics, offsets, ids, height, width, kth, won, lanes):
+    """(H, W) int32: per pixel, how many of the flagged tile entries the backward's recomputed
+    keys select (key <= the lane's stored K-th). Equal to min(K, tile-list length) exactly when
+    the backward's keys match the forward's (the consistency the gradients rely on; for tests)."""
+    ntx = (width + TILE - 1) // TILE
+    nty = (height + TILE - 1) // TILE
+    dt = means.dtype
+    f = dt.type
+    it = kth.dtype.type
+    counts = np.zeros((height, width), np.int32)
+    buf = _tile_buffers(_longest(offsets, np.arange(ntx * nty)), 1, dt)
+    lx = np.empty(LANES, dt)
+    ly = np.empty(LANES, dt)
+    qv = np.empty(LANES, dt)
+    qi = qv.view(kth.dtype)
+    nocol = np.zeros((means.shape[0], 1), dt)
+    for t in range(ntx * nty):
+        start = offsets[t]
+        length = offsets[t + 1] - start
+        if length == 0:
+            continue
+        ty = t // ntx
+        tx = t - ty * ntx
+        gx, gy, ga, gb, gc, go, glam, gcol = _tile(buf, means, conics, np.empty(0, dt), nocol, ids, start, length)
+        himask = _key_mask(length, it)
+        for blk in range(SUB * SUB):
+            by0 = ty * TILE + (blk // SUB) * BLOCK
+            bx0 = tx * TILE + (blk % SUB) * BLOCK
+            _pixel_lanes(lx, ly, bx0, by0)
+            krow = kth[t * SUB * SUB + blk]
+            for j in range(length):
+                if won[start + j] == 0:
+                    continue
+                _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], f(0.0), qv, lanes)
+                jj = it(j)
+                for l in range(LANES):
+                    py = by0 + l // BLOCK
+                    px = bx0 + l % BLOCK
+                    if py < height and px < width and np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l]:
+                        counts[py, px] += 1
+    return counts

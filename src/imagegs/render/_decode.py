@@ -145,11 +145,13 @@ def _key_mask(length, it):
     return np.invert(it((1 << nbits) - 1))
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(error_model="numpy")
 def _lane_qo(lx, ly, xa, ya, a, b, c, o, row_q, n):
     """row_q[:n] = max(q, 0) + o of one Gaussian (centre xa, ya; conic a, 2b, c; offset o) at the
     lanes (lx, ly): the selection's value. The forward and the backward both call this, so that the
-    backward recomputes the forward's keys bit for bit."""
+    backward recomputes the forward's keys bit for bit; strict IEEE arithmetic (no fastmath, not
+    inlined into a fastmath caller): no contraction or reassociation that could differ between two
+    compilations."""
     f = row_q.dtype.type
     for l in range(n):
         dx = lx[l] - xa
@@ -186,7 +188,6 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
     ninsert = 0
     if ncand == 0:
         return ncand, ninsert
-    ki = kq.view(best.dtype)
     himask = _key_mask(length, it)
     empty = it(np.iinfo(best.dtype).max)
     for k in range(kk):
@@ -200,12 +201,11 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
         _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], go[j], row_q, lanes)
         if top_k == 0:
             continue
-        for l in range(lanes):
-            kq[l] = row_q[l]
+        rk = row_q.view(best.dtype)  # the bits of q + o (>= 0: ordered as the values)
         better = f(0.0)  # a float count vectorises at full width (an int one widens to int64)
         jj = it(j)
         for l in range(lanes):
-            kv = np.bitwise_or(np.bitwise_and(ki[l], himask), jj)  # ufuncs keep int32 (operators widen)
+            kv = np.bitwise_or(np.bitwise_and(rk[l], himask), jj)  # ufuncs keep int32 (operators widen)
             key[l] = kv
             better += f(1.0) if kv < worst[l] else f(0.0)
         if better == 0:
@@ -225,12 +225,11 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
             continue
         keep[j] = False
         row_q = qmat[j]
-        for l in range(lanes):
-            kq[l] = row_q[l]
+        rk = row_q.view(best.dtype)
         jj = it(j)
         nsel = f(0.0)
         for l in range(lanes):
-            sel = np.bitwise_or(np.bitwise_and(ki[l], himask), jj) <= worst[l]
+            sel = np.bitwise_or(np.bitwise_and(rk[l], himask), jj) <= worst[l]
             key[l] = sel
             nsel += f(1.0) if sel else f(0.0)
         if nsel == 0:  # a winner in no lane: adds zeros only
@@ -282,13 +281,15 @@ def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, l
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
-           stats, kproto, lanes, nworkers, wsum, kth, won):
+           stats, kproto, lanes, nworkers, blend, kth, won):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
     Also the training forward (then on the whole image): for the backward (``_backward.backward``)
-    it can keep, each only where non-empty, ``wsum`` (H*W) the normaliser sum(w) + eps per pixel, ``kth`` (tiles * SUB^2,
-    LANES) each lane's K-th key, and ``won`` (len(ids)) uint8 flags, 1 for the tile-list entries
-    that are a winner in some lane of their chunk (zeros on entry).
+    it can keep, each only where non-empty and per block (tiles * SUB^2) in lane order (the
+    backward's order: contiguous loads): ``blend`` (blocks, C + 1, LANES) the blended colour and
+    the normaliser sum(w) + eps, ``kth`` (blocks, LANES) each lane's K-th key; and ``won``
+    (len(ids)) uint8 flags, 1 for the tile-list entries that are a winner in some lane of their
+    chunk (zeros on entry).
 
     ``stats`` (tiles of the region, NSTATS) int64 receives per tile, summed over its chunks: chunks,
     tile-list entries (pruned), candidates x lanes evaluated, candidates that entered a top K, lanes
@@ -352,12 +353,12 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
                     o = (py - by0) * BLOCK + xa - bx0
                     for ch in range(ncol):
                         _copy(acc[ch, o:o + nx], out[ch, py - y0, xa - x0:xa - x0 + nx], nx)
-                    if store:  # sum(w) + eps after _normalise
-                        _copy(sv[o:o + nx], wsum[py * width + xa:py * width + xa + nx], nx)
                 if store:
-                    krow = kth[t * SUB * SUB + blk]
-                    for l in range(LANES):
-                        krow[l] = worst[l]
+                    b = t * SUB * SUB + blk
+                    for ch in range(ncol):
+                        _copy(acc[ch], blend[b, ch], LANES)
+                    _copy(sv, blend[b, ncol], LANES)  # sum(w) + eps after _normalise
+                    _copy(worst, kth[b], LANES)
 
 
 @njit(cache=True)

@@ -24,8 +24,8 @@ def prepare(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, rad
 
 
 def no_training_outputs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Empty (wsum, kth, won) for ``_decode.decode``: keep nothing for a backward pass."""
-    return np.empty(0, m.dtype), np.empty((0, _decode.LANES), _key_proto(m).dtype), np.empty(0, np.uint8)
+    """Empty (blend, kth, won) for ``_decode.decode``: keep nothing for a backward pass."""
+    return np.empty((0, 0, _decode.LANES), m.dtype), np.empty((0, _decode.LANES), _key_proto(m).dtype), np.empty(0, np.uint8)
 
 
 def _key_proto(m: np.ndarray) -> np.ndarray:
