@@ -195,6 +195,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
         for l in range(lanes):
             row_b[l] = empty
     worst = best[kk - 1]  # each lane's K-th smallest key (``empty``: every candidate counts)
+    flat = best.reshape(-1)  # once per chunk: numba's reshape is a C call
     for ci in range(ncand):
         j = cand[ci]
         row_q = qmat[j]
@@ -212,7 +213,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
             continue
         ninsert += 1
         if top_k == FAST_K and kk == FAST_K:
-            _insert_fast(best.reshape(-1), key, lanes)
+            _insert_fast(flat, key, lanes)
         else:
             _insert(best, key, top_k, lanes)
     # Blend, densely: a candidate is one of a lane's K winners iff its key <= the lane's K-th key.
