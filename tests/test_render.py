@@ -111,7 +111,9 @@ def test_backward_selects_what_the_forward_blended(dtype, top_k):
     stats = np.empty((len(offsets) - 1, _decode.NSTATS), np.int64)
     _decode.decode(m, con, qo, col, offsets, ids, h, w, top_k, 1e-4, 0, 0, w, h, out, stats, _key_proto(m),
                    _decode.LANES, numba.get_num_threads(), blend, kth, won)
-    counts = _backward.selected_counts(m, con, offsets, ids, h, w, kth, won, _decode.LANES)
+    grad = np.random.default_rng(0).standard_normal(out.shape).astype(m.dtype)
+    counts = np.zeros((h, w), np.int32)
+    _backward.backward(m, con, col, offsets, ids, h, w, grad, blend, kth, won, _decode.LANES, 1, counts)
     ntx = (w + 15) // 16
     lengths = np.diff(offsets).reshape(-1, ntx)
     expect = np.minimum(np.repeat(np.repeat(lengths, 16, 0), 16, 1)[:h, :w], top_k)

@@ -42,6 +42,7 @@ class RasterizeCPU(torch.autograd.Function):
         m, con, col, offsets, ids, height, width, out, blend, kth, won = ctx.state
         go = grad_out.detach().to(torch.from_numpy(out).dtype).contiguous().numpy()
         gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, blend, kth, won,
-                                            _decode.LANES, numba.get_num_threads())
+                                            _decode.LANES, numba.get_num_threads(),
+                                            np.zeros((0, 0), np.int32))
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)

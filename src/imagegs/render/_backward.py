@@ -28,7 +28,7 @@ from ._kernels import FASTMATH, TILE, _longest
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend, kth, won, lanes,
-             nworkers):
+             nworkers, counts):
     """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
 
     ``blend``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
@@ -36,6 +36,9 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
     ``lanes`` = LANES at run time, as passed to the forward: the q and key loops must compile to
     the forward's vector code (a constant trip count can change the rounding) so that the
     recomputed keys equal the forward's bit for bit.
+    ``counts``: (H, W) int32 zeros, or an empty (0, 0) array: if given, receives per pixel how many
+    Gaussians the backward selected, min(K, tile-list length) exactly when its keys match the
+    forward's (the consistency the gradients rely on; for tests). Run with one worker then.
     """
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
@@ -110,6 +113,12 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
                     jj = it(j)
                     for l in range(lanes):  # blended here iff its key is within the lane's K best
                         wv[l] = wv[l] if np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l] else f(0.0)
+                    if counts.shape[0] > 0:
+                        for l in range(LANES):
+                            py = by0 + l // BLOCK
+                            px = bx0 + l % BLOCK
+                            if py < height and px < width:
+                                counts[py, px] += np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l]
                     g = ids[start + j]
                     for l in range(lanes):
                         dwv[l] = -base[l]
@@ -157,46 +166,3 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
                 gcolor[i, ch] += buf_col[wk, i, ch]
     return gm, gcon, gcolor
 
-
-@njit(cache=True)
-def selected_counts(means, conics, offsets, ids, height, width, kth, won, lanes):
-    """(H, W) int32: per pixel, how many of the flagged tile entries the backward's recomputed
-    keys select (key <= the lane's stored K-th). Equal to min(K, tile-list length) exactly when
-    the backward's keys match the forward's (the consistency the gradients rely on; for tests)."""
-    ntx = (width + TILE - 1) // TILE
-    nty = (height + TILE - 1) // TILE
-    dt = means.dtype
-    f = dt.type
-    it = kth.dtype.type
-    counts = np.zeros((height, width), np.int32)
-    buf = _tile_buffers(_longest(offsets, np.arange(ntx * nty)), 1, dt)
-    lx = np.empty(LANES, dt)
-    ly = np.empty(LANES, dt)
-    qv = np.empty(LANES, dt)
-    qi = qv.view(kth.dtype)
-    nocol = np.zeros((means.shape[0], 1), dt)
-    for t in range(ntx * nty):
-        start = offsets[t]
-        length = offsets[t + 1] - start
-        if length == 0:
-            continue
-        ty = t // ntx
-        tx = t - ty * ntx
-        gx, gy, ga, gb, gc, go, glam, gcol = _tile(buf, means, conics, np.empty(0, dt), nocol, ids, start, length)
-        himask = _key_mask(length, it)
-        for blk in range(SUB * SUB):
-            by0 = ty * TILE + (blk // SUB) * BLOCK
-            bx0 = tx * TILE + (blk % SUB) * BLOCK
-            _pixel_lanes(lx, ly, bx0, by0)
-            krow = kth[t * SUB * SUB + blk]
-            for j in range(length):
-                if won[start + j] == 0:
-                    continue
-                _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], f(0.0), qv, lanes)
-                jj = it(j)
-                for l in range(LANES):
-                    py = by0 + l // BLOCK
-                    px = bx0 + l % BLOCK
-                    if py < height and px < width and np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l]:
-                        counts[py, px] += 1
-    return counts
