@@ -120,16 +120,34 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
                             if py < height and px < width:
                                 counts[py, px] += np.bitwise_or(np.bitwise_and(qi[l], himask), jj) <= krow[l]
                     g = ids[start + j]
-                    for l in range(lanes):
-                        dwv[l] = -base[l]
-                    for ch in range(ncol):
-                        col = gcol[j, ch]
-                        row = gov[ch]
-                        s = f(0.0)
+                    if ncol == 3:  # RGB: one pass over the lanes instead of four
+                        r0, r1, r2 = gov[0], gov[1], gov[2]
+                        c0, c1, c2 = gcol[j, 0], gcol[j, 1], gcol[j, 2]
+                        s0 = f(0.0)
+                        s1 = f(0.0)
+                        s2 = f(0.0)
                         for l in range(lanes):
-                            dwv[l] += row[l] * col
-                            s += wv[l] * row[l]
-                        buf_col[wk, g, ch] += s
+                            g0 = r0[l]
+                            g1 = r1[l]
+                            g2 = r2[l]
+                            dwv[l] = g0 * c0 + g1 * c1 + g2 * c2 - base[l]
+                            s0 += wv[l] * g0
+                            s1 += wv[l] * g1
+                            s2 += wv[l] * g2
+                        buf_col[wk, g, 0] += s0
+                        buf_col[wk, g, 1] += s1
+                        buf_col[wk, g, 2] += s2
+                    else:
+                        for l in range(lanes):
+                            dwv[l] = -base[l]
+                        for ch in range(ncol):
+                            col = gcol[j, ch]
+                            row = gov[ch]
+                            s = f(0.0)
+                            for l in range(lanes):
+                                dwv[l] += row[l] * col
+                                s += wv[l] * row[l]
+                            buf_col[wk, g, ch] += s
                     xa, ya = gx[j], gy[j]
                     sxx = f(0.0)
                     sxy = f(0.0)

@@ -201,6 +201,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
         row_q = qmat[j]
         _lane_qo(lx, ly, gx[j], gy[j], ga[j], gb[j], gc[j], go[j], row_q, lanes)
         if top_k == 0:
+            keep[j] = True
             continue
         rk = row_q.view(best.dtype)  # the bits of q + o (>= 0: ordered as the values)
         better = f(0.0)  # a float count vectorises at full width (an int one widens to int64)
@@ -209,8 +210,9 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
             kv = np.bitwise_or(np.bitwise_and(rk[l], himask), jj)  # ufuncs keep int32 (operators widen)
             key[l] = kv
             better += f(1.0) if kv < worst[l] else f(0.0)
-        if better == 0:
+        if better == 0:  # not among any lane's K best so far, so not among the final ones
             continue
+        keep[j] = True  # a possible winner: the blend looks at these only
         ninsert += 1
         if top_k == FAST_K and kk == FAST_K:
             _insert_fast(flat, key, lanes)
@@ -219,8 +221,6 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
     # Blend, densely: a candidate is one of a lane's K winners iff its key <= the lane's K-th key.
     # Candidates go in tile-list order, so the sum's order does not depend on the pruning (the
     # non-winners add exact zeros): every chunk of a tile sums a point's winners alike.
-    for ci in range(ncand):
-        keep[cand[ci]] = True
     for j in range(length):
         if not keep[j]:
             continue
