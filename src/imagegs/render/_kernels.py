@@ -1,8 +1,9 @@
 """Shared pieces of the ``cpu`` backend's Numba kernels: tile binning and the vector primitives
 that the forward (``_decode``) and backward (``_backward``) kernels are built from.
 
-- Binning is a two-pass count/fill over each Gaussian's tile range (exact circle/rectangle test),
-  giving CSR arrays ``offsets`` (T + 1) and ``ids`` with ids sorted per tile.
+- Binning tests each Gaussian's circle against the tiles of its range once (exact
+  circle/rectangle test) and sorts the hits by tile, giving CSR arrays ``offsets`` (T + 1) and
+  ``ids`` with ids sorted per tile.
 - The primitives work on SIMD lanes (points of one tile) with loops LLVM vectorises: a polynomial
   exp, the min/max top-K insertion network, the weight/colour accumulation and the exact pruning.
 fastmath excludes nnan/ninf so comparisons with infinity stay exact.
@@ -21,45 +22,59 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 @njit(cache=True)
 def bin_tiles(means, radii, height, width):
-    """CSR tile lists: Gaussians whose radius circle meets each tile. Returns (offsets, ids)."""
+    """CSR tile lists: Gaussians whose radius circle meets each tile. Returns (offsets, ids).
+
+    One pass of exact circle/rectangle tests over each Gaussian's tile range records the (tile)
+    of every hit, in Gaussian order; a stable counting sort by tile then lists each tile's ids in
+    ascending order (the order the kernels' keys and sums rely on)."""
     ntx = (width + TILE - 1) // TILE
     nty = (height + TILE - 1) // TILE
     num_tiles = ntx * nty
     n = means.shape[0]
+    lo = np.zeros((n, 4), np.int64)  # tile range x0, x1, y0, y1 (x1 < x0: none)
+    cap = 0
+    for i in range(n):
+        mx, my, r = means[i, 0], means[i, 1], radii[i]
+        lo[i, 1] = -1
+        if not (r > 0.0) or not (abs(mx) < 1e30) or not (abs(my) < 1e30) or r > 1e30:
+            continue
+        fx0 = max(math.floor((mx - r) / TILE), 0.0)
+        fx1 = min(math.floor((mx + r) / TILE), ntx - 1.0)
+        fy0 = max(math.floor((my - r) / TILE), 0.0)
+        fy1 = min(math.floor((my + r) / TILE), nty - 1.0)
+        if fx0 > fx1 or fy0 > fy1:
+            continue
+        lo[i, 0], lo[i, 1], lo[i, 2], lo[i, 3] = int(fx0), int(fx1), int(fy0), int(fy1)
+        cap += (lo[i, 1] - lo[i, 0] + 1) * (lo[i, 3] - lo[i, 2] + 1)
+    pair_tile = np.empty(cap, np.int32)
+    pair_id = np.empty(cap, np.int32)
     counts = np.zeros(num_tiles + 1, np.int64)
-    ids = np.empty(0, np.int32)
-    for rnd in range(2):  # round 0 counts, round 1 fills
-        if rnd == 1:
-            for t in range(num_tiles):
-                counts[t + 1] += counts[t]
-            ids = np.empty(counts[num_tiles], np.int32)
-            cursor = counts[:num_tiles].copy()
-        for i in range(n):
-            mx, my, r = means[i, 0], means[i, 1], radii[i]
-            if not (r > 0.0) or not (abs(mx) < 1e30) or not (abs(my) < 1e30) or r > 1e30:
-                continue
-            fx0 = max(math.floor((mx - r) / TILE), 0.0)
-            fx1 = min(math.floor((mx + r) / TILE), ntx - 1.0)
-            fy0 = max(math.floor((my - r) / TILE), 0.0)
-            fy1 = min(math.floor((my + r) / TILE), nty - 1.0)
-            if fx0 > fx1 or fy0 > fy1:
-                continue
-            r2 = r * r
-            for ty in range(int(fy0), int(fy1) + 1):
-                y0 = ty * TILE
-                y1 = min(y0 + TILE, height)
-                dy = max(max(y0 - my, my - y1), 0.0)
-                for tx in range(int(fx0), int(fx1) + 1):
-                    x0 = tx * TILE
-                    x1 = min(x0 + TILE, width)
-                    dx = max(max(x0 - mx, mx - x1), 0.0)
-                    if dx * dx + dy * dy <= r2:
-                        t = ty * ntx + tx
-                        if rnd == 0:
-                            counts[t + 1] += 1
-                        else:
-                            ids[cursor[t]] = i
-                            cursor[t] += 1
+    npair = 0
+    for i in range(n):
+        mx, my, r = means[i, 0], means[i, 1], radii[i]
+        r2 = r * r
+        for ty in range(lo[i, 2], lo[i, 3] + 1):
+            y0 = ty * TILE
+            y1 = min(y0 + TILE, height)
+            dy = max(max(y0 - my, my - y1), 0.0)
+            for tx in range(lo[i, 0], lo[i, 1] + 1):
+                x0 = tx * TILE
+                x1 = min(x0 + TILE, width)
+                dx = max(max(x0 - mx, mx - x1), 0.0)
+                if dx * dx + dy * dy <= r2:
+                    t = ty * ntx + tx
+                    pair_tile[npair] = t
+                    pair_id[npair] = i
+                    npair += 1
+                    counts[t + 1] += 1
+    for t in range(num_tiles):
+        counts[t + 1] += counts[t]
+    ids = np.empty(counts[num_tiles], np.int32)
+    cursor = counts[:num_tiles].copy()
+    for p in range(npair):
+        t = pair_tile[p]
+        ids[cursor[t]] = pair_id[p]
+        cursor[t] += 1
     return counts, ids
 
 
