@@ -28,6 +28,19 @@ def test_fit_is_deterministic(astronaut_small):
     assert not torch.equal(a.xy, c.xy)
 
 
+
+def test_fit_is_deterministic_across_processes():
+    # thread scheduling, allocation addresses or hash seeds must not leak into the result
+    import subprocess
+    import sys
+    code = ("import hashlib, numpy as np, torch; from skimage import data; from imagegs import fit; "
+            "img = torch.from_numpy(np.ascontiguousarray(data.astronaut()[100:164, 180:260].transpose(2, 0, 1))).float() / 255; "
+            "g = fit(img, num_gaussians=300, max_steps=60, add_steps=(20, 40), eval_every=20); "
+            "print(hashlib.sha256(b''.join(t.numpy().tobytes() for t in (g.xy, g.scale, g.rot, g.color))).hexdigest())")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            for _ in range(2)]
+    assert len(runs[0]) == 64 and runs[0] == runs[1]
+
 def test_fit_grey_and_many_channels():
     rng = np.random.default_rng(0)
     img = rng.random((24, 20, 9)).astype(np.float32)
