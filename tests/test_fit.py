@@ -111,6 +111,31 @@ def test_inverse_scales_stay_bounded(astronaut_small):
     assert g.scale.max() <= 64 / 4 + 1e-3 and g.scale.min() >= 1e-3 - 1e-9
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_projection_matches_reference(dtype):
+    # the fit's projection (inverse scales, CPU) runs as Numba kernels: forward and gradients against
+    # the torch twin, on another output size and aspect than the native one, with signed inverses
+    from imagegs.render.project import project, project_reference
+    from conftest import random_gaussians
+    g = random_gaussians(500, 30, 40, scale=(0.3, 9.0), seed=12, dtype=dtype)
+    inv = 1.0 / g.scale * torch.where(torch.rand(500, 1, generator=torch.Generator().manual_seed(1)) < 0.3, -1.0, 1.0).to(dtype)
+    kw = dict(height=75, width=50, native_height=30, native_width=40, inverse_scale=True)
+    gen = torch.Generator().manual_seed(2)
+    cot = [torch.randn(500, 2, generator=gen, dtype=dtype), torch.randn(500, 3, generator=gen, dtype=dtype)]
+    outs = []
+    for fn in (project, project_reference):
+        params = [t.detach().clone().requires_grad_() for t in (g.xy, inv, g.rot)]
+        means, conics, radii = fn(*params, **kw)
+        assert not radii.requires_grad
+        torch.autograd.backward([means, conics], cot)
+        outs.append(([means.detach(), conics.detach(), radii], [p.grad for p in params]))
+    tol = dict(rtol=2e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(outs[0][0] + outs[0][1], outs[1][0] + outs[1][1]):
+        torch.testing.assert_close(a, b, **tol)
+    with torch.no_grad():  # no graph: the same values
+        torch.testing.assert_close(project(g.xy, inv, g.rot, **kw)[1], outs[1][0][1], **tol)
+
+
 def test_projection_from_inverse_scales_matches():
     from imagegs.render import project
     from conftest import random_gaussians

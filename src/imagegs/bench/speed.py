@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..cli import set_threads
-from ..fit import Adam, FitConfig, _pixel_index
+from ..fit import Adam, FitConfig, _clamp_inverse_scales, _pixel_index
 from ..init import init_positions
 from ..io import atomic_write
 from ..loss import ImageLoss
@@ -72,13 +72,16 @@ def fit_state(target: torch.Tensor, num: int, *, top_k: int | None, backend: str
 
     def draw() -> torch.Tensor:  # as fit's draw: scales are optimised as inverse scales
         xy_, inv_s, rot, col = opt.params
-        means, conics, radii = project(xy_, 1.0 / inv_s, rot, height=h, width=w, native_height=h,
-                                       native_width=w)
+        means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h,
+                                       native_width=w, inverse_scale=True)
         return rasterize(means, conics, col, radii, h, w, top_k=top_k, backend=backend)
+
+    min_inv = 4.0 / max(h, w)
 
     def step() -> None:
         loss_fn(draw()).backward()
         opt.step()
+        _clamp_inverse_scales(opt.params[1], min_inv)
 
     def forward() -> torch.Tensor:
         with torch.no_grad():

@@ -1,8 +1,10 @@
 """Gaussian parameters -> screen-space means, conics and 3-sigma radii (shared by all backends).
 
-This O(N) step is plain differentiable PyTorch; only the per-pixel rasterisation differs between
-backends. The conic (inverse covariance) is built from inverse scales, never by inverting a
-covariance, so thin Gaussians stay exact instead of losing precision to cancellation.
+This O(N) step is plain differentiable PyTorch (``project_reference``: the spec, and every
+device's path); the fit's form (inverse scales, CPU tensors) runs the same maths as one Numba pass
+each way (``_project_cpu``). Only the per-pixel rasterisation differs between backends. The conic
+(inverse covariance) is built from inverse scales, never by inverting a covariance, so thin
+Gaussians stay exact instead of losing precision to cancellation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ SIGMA_RADIUS = 3.0  # a Gaussian covers the circle of radius 3 sqrt(lambda_max)
 def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int, width: int,
             native_height: int, native_width: int, inverse_scale: bool = False
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Map Gaussians to output pixel space (see ``project_reference``, which this equals; the fit's
+    CPU form runs fused)."""
+    if inverse_scale and _fused_ok(xy, scale, rot):  # the fit's path: one Numba pass each way
+        from ._project_cpu import ProjectInverseCPU
+        return ProjectInverseCPU.apply(xy, scale, rot, width, height, width / native_width,
+                                       height / native_height)
+    return project_reference(xy, scale, rot, height=height, width=width, native_height=native_height,
+                             native_width=native_width, inverse_scale=inverse_scale)
+
+
+def project_reference(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int,
+                      width: int, native_height: int, native_width: int, inverse_scale: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Map Gaussians to output pixel space.
 
     Args:
@@ -49,6 +64,12 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height:
         lam = 0.5 * (vxx + vyy) + torch.sqrt(half * half + vxy * vxy)
         radii = SIGMA_RADIUS * torch.sqrt(lam)
     return means, conics, radii
+
+
+def _fused_ok(*ts: torch.Tensor) -> bool:
+    """Whether ``_project_cpu`` can take these tensors: CPU, one float dtype."""
+    return all(t.device.type == "cpu" and t.dtype == ts[0].dtype for t in ts) and ts[0].dtype in (
+        torch.float32, torch.float64)
 
 
 def prefilter(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height: int, width: int,
