@@ -98,15 +98,12 @@ def test_backward_selects_what_the_forward_blended(dtype, top_k):
     import numba
     import numpy as np
     from imagegs.render import _backward, _decode
-    from imagegs.render.decode import _key_proto, prepare
+    from imagegs.render.decode import _key_proto, prepare, training_outputs
     g = random_gaussians(3000, 100, 120, scale=(0.5, 12.0), seed=5, dtype=dtype)
     h, w = g.height, g.width
     means, conics, radii = project(g.xy, g.scale, g.rot, height=h, width=w, native_height=h, native_width=w)
     m, con, qo, col, offsets, ids = prepare(means, conics, g.color, radii, None, h, w)
-    nblk = (len(offsets) - 1) * _decode.SUB ** 2
-    blend = np.empty((nblk, col.shape[1] + 1, _decode.LANES), m.dtype)
-    kth = np.empty((nblk, _decode.LANES), _key_proto(m).dtype)
-    won = np.zeros(len(ids), np.uint8)
+    blend, kth, won = training_outputs(m, col.shape[1], len(offsets) - 1, len(ids))
     out = np.empty((col.shape[1], h, w), m.dtype)
     stats = np.empty((len(offsets) - 1, _decode.NSTATS), np.int64)
     _decode.decode(m, con, qo, col, offsets, ids, h, w, top_k, 1e-4, 0, 0, w, h, out, stats, _key_proto(m),

@@ -1,8 +1,8 @@
 """torch.autograd.Function around the Numba kernels (the ``cpu`` backend).
 
 The forward is the decode kernel (``_decode.decode``), which also keeps what the backward needs
-(per lane the blended colour, sum(w) + eps and the K-th key, per tile entry a winner flag); the backward is
-``_backward.backward``.
+(per lane the blended colour, sum(w) + eps and the K-th key, per tile entry a winner flag);
+the backward is ``_backward.backward``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import _backward, _decode
-from .decode import _key_proto, no_training_outputs, prepare
+from .decode import _key_proto, no_training_outputs, prepare, training_outputs
 
 
 class RasterizeCPU(torch.autograd.Function):
@@ -23,10 +23,7 @@ class RasterizeCPU(torch.autograd.Function):
         m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, None, height, width)
         ntiles = len(offsets) - 1
         if any(ctx.needs_input_grad[:3]):
-            nblk = ntiles * _decode.SUB ** 2
-            blend = np.empty((nblk, col.shape[1] + 1, _decode.LANES), m.dtype)
-            kth = np.empty((nblk, _decode.LANES), _key_proto(m).dtype)
-            won = np.zeros(len(ids), np.uint8)
+            blend, kth, won = training_outputs(m, col.shape[1], ntiles, len(ids))
         else:
             blend, kth, won = no_training_outputs(m)
         out = np.empty((col.shape[1], height, width), m.dtype)

@@ -5,7 +5,7 @@ quadratic form: w = exp(-(max(q, 0) + o) / 2), i.e. an amplitude exp(-o / 2) <= 
 anti-aliasing prefilter's). The kernels compute in the model's dtype: float32 models run 16 SIMD
 lanes per vector (float32 values, int32 keys), float64 ones 8. ``decode`` is also the training
 forward: it can keep the little that the backward (``_backward``) needs to recompute the
-selection (the normaliser per pixel, the K-th key per lane, which Gaussians won where).
+selection (per lane the blended colour, the normaliser and the K-th key; which Gaussians won where).
 
 Both kernels evaluate *chunks* of up to 256 points of one tile as SIMD lanes, against contiguous
 copies of the tile's Gaussians:
@@ -112,8 +112,8 @@ def _scratch(maxlen, ncol, kk, dt, it):
     between chunks) all False."""
     return (np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen, dt), np.empty(maxlen + 1, np.int32),
             np.empty((maxlen, LANES), dt), np.empty((kk, LANES), it), np.zeros(maxlen, np.bool_),
-            np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, dt), np.empty(LANES, it),
-            np.empty(LANES, it), np.empty(LANES, dt), np.empty(LANES, dt), np.empty((ncol, LANES), dt),
+            np.empty(LANES, dt), np.empty(LANES, it), np.empty(LANES, it), np.empty(LANES, dt),
+            np.empty((ncol, LANES), dt),
             np.empty(LANES, np.float64), np.empty(LANES, np.float64), np.empty(LANES, np.float64),
             np.empty(LANES, np.int64))
 
@@ -169,8 +169,7 @@ def _blend_chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, won):
 
     Returns (candidates after pruning, candidates that entered some lane's top K)."""
     gx, gy, ga, gb, gc, go, glam, gcol = tile
-    (qhi, qlo, qmid, cand, qmat, best, keep, kq, xq, wv, key, ev, sv, sw, acc,
-     x64, n64, p64, e64) = scratch
+    (qhi, qlo, qmid, cand, qmat, best, keep, wv, key, ev, sv, acc, x64, n64, p64, e64) = scratch
     f = gx.dtype.type
     it = best.dtype.type
     length = gx.shape[0]  # the worker's buffers may be longer: only the first ``length`` are used
@@ -277,7 +276,7 @@ def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, l
     counts[2] += nc * nl
     counts[3] += ni
     counts[4] += nl
-    _normalise(scratch[14], scratch[12], feps, scratch[14].shape[0], nl)
+    _normalise(scratch[11], scratch[10], feps, scratch[11].shape[0], nl)
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -324,8 +323,8 @@ def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps,
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
-        acc = scratch[14]
-        sv = scratch[12]
+        acc = scratch[11]
+        sv = scratch[10]
         worst = scratch[5][kk - 1]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
@@ -424,7 +423,7 @@ def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py,
     for wk in prange(nworkers):
         buf = _tile_buffers(maxlen, ncol, dt)
         scratch = _scratch(maxlen, ncol, kk, dt, kproto.dtype)
-        acc = scratch[14]
+        acc = scratch[11]
         lx = np.empty(LANES, dt)
         ly = np.empty(LANES, dt)
         for r in range(wk, nbusy, nworkers):

@@ -31,11 +31,11 @@ def bin_tiles(means, radii, height, width):
     nty = (height + TILE - 1) // TILE
     num_tiles = ntx * nty
     n = means.shape[0]
-    lo = np.zeros((n, 4), np.int64)  # tile range x0, x1, y0, y1 (x1 < x0: none)
+    span = np.zeros((n, 4), np.int64)  # tile range tx0, tx1, ty0, ty1 (tx1 < tx0: none)
     cap = 0
     for i in range(n):
         mx, my, r = means[i, 0], means[i, 1], radii[i]
-        lo[i, 1] = -1
+        span[i, 1] = -1
         if not (r > 0.0) or not (abs(mx) < 1e30) or not (abs(my) < 1e30) or r > 1e30:
             continue
         fx0 = max(math.floor((mx - r) / TILE), 0.0)
@@ -44,8 +44,8 @@ def bin_tiles(means, radii, height, width):
         fy1 = min(math.floor((my + r) / TILE), nty - 1.0)
         if fx0 > fx1 or fy0 > fy1:
             continue
-        lo[i, 0], lo[i, 1], lo[i, 2], lo[i, 3] = int(fx0), int(fx1), int(fy0), int(fy1)
-        cap += (lo[i, 1] - lo[i, 0] + 1) * (lo[i, 3] - lo[i, 2] + 1)
+        span[i, 0], span[i, 1], span[i, 2], span[i, 3] = int(fx0), int(fx1), int(fy0), int(fy1)
+        cap += (span[i, 1] - span[i, 0] + 1) * (span[i, 3] - span[i, 2] + 1)
     pair_tile = np.empty(cap, np.int32)
     pair_id = np.empty(cap, np.int32)
     counts = np.zeros(num_tiles + 1, np.int64)
@@ -53,11 +53,11 @@ def bin_tiles(means, radii, height, width):
     for i in range(n):
         mx, my, r = means[i, 0], means[i, 1], radii[i]
         r2 = r * r
-        for ty in range(lo[i, 2], lo[i, 3] + 1):
+        for ty in range(span[i, 2], span[i, 3] + 1):
             y0 = ty * TILE
             y1 = min(y0 + TILE, height)
             dy = max(max(y0 - my, my - y1), 0.0)
-            for tx in range(lo[i, 0], lo[i, 1] + 1):
+            for tx in range(span[i, 0], span[i, 1] + 1):
                 x0 = tx * TILE
                 x1 = min(x0 + TILE, width)
                 dx = max(max(x0 - mx, mx - x1), 0.0)

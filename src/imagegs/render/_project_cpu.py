@@ -1,6 +1,6 @@
 """The fit's projection (``project`` with ``inverse_scale=True``) as one Numba pass each way.
 
-Same maths as ``project.project`` (its reference twin, which tests compare against): means =
+Same maths as ``project.project_reference`` (its torch twin, which tests compare against): means =
 xy (W, H); with c, s = cos, sin of the rotation and i = the inverse scales,
     A = (c^2 ix^2 + s^2 iy^2) / ax^2,  B = c s (ix^2 - iy^2) / (ax ay),  C = (s^2 ix^2 + c^2 iy^2) / ay^2,
 and the 3-sigma radius from the largest eigenvalue of the covariance. In torch this is ~30 small
@@ -19,6 +19,14 @@ from numba import njit, prange
 from .project import SIGMA_RADIUS
 
 
+@njit(inline="always")
+def _terms(inv, rot, i):
+    """Gaussian i's cos^2, sin^2, cos sin of the rotation and squared inverse scales."""
+    c = math.cos(rot[i])
+    s = math.sin(rot[i])
+    return c * c, s * s, c * s, inv[i, 0] * inv[i, 0], inv[i, 1] * inv[i, 1]
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def _forward(xy, inv, rot, width, height, ax, ay, means, conics, radii):
     """means (N, 2), conics (N, 3), radii (N,) from xy (N, 2), inverse scales (N, 2), rot (N,)."""
@@ -26,11 +34,7 @@ def _forward(xy, inv, rot, width, height, ax, ay, means, conics, radii):
     for i in prange(xy.shape[0]):
         means[i, 0] = xy[i, 0] * f(width)
         means[i, 1] = xy[i, 1] * f(height)
-        c = math.cos(rot[i])
-        s = math.sin(rot[i])
-        ix2 = inv[i, 0] * inv[i, 0]
-        iy2 = inv[i, 1] * inv[i, 1]
-        cc, ss, cs = c * c, s * s, c * s
+        cc, ss, cs, ix2, iy2 = _terms(inv, rot, i)
         conics[i, 0] = (cc * ix2 + ss * iy2) / (ax * ax)
         conics[i, 1] = cs * (ix2 - iy2) / (ax * ay)
         conics[i, 2] = (ss * ix2 + cc * iy2) / (ay * ay)
@@ -50,11 +54,7 @@ def _backward(inv, rot, gmeans, gconics, width, height, ax, ay, gxy, ginv, grot)
     for i in prange(inv.shape[0]):
         gxy[i, 0] = gmeans[i, 0] * width
         gxy[i, 1] = gmeans[i, 1] * height
-        c = math.cos(rot[i])
-        s = math.sin(rot[i])
-        ix2 = inv[i, 0] * inv[i, 0]
-        iy2 = inv[i, 1] * inv[i, 1]
-        cc, ss, cs = c * c, s * s, c * s
+        cc, ss, cs, ix2, iy2 = _terms(inv, rot, i)
         ga = gconics[i, 0] / (ax * ax)
         gb = gconics[i, 1] / (ax * ay)
         gc = gconics[i, 2] / (ay * ay)

@@ -23,9 +23,19 @@ def prepare(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, rad
     return m, con, qo, col, offsets, ids
 
 
+def training_outputs(m: np.ndarray, ncol: int, ntiles: int, nentries: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(blend, kth, won) for ``_decode.decode`` to keep what the backward needs: per block (tile x
+    SUB^2) the blended colour and normaliser (ncol + 1 rows) and the K-th keys, in lane order, and
+    a zeroed winner flag per tile-list entry (``nentries``)."""
+    nblk = ntiles * _decode.SUB ** 2
+    return (np.empty((nblk, ncol + 1, _decode.LANES), m.dtype),
+            np.empty((nblk, _decode.LANES), _key_proto(m).dtype), np.zeros(nentries, np.uint8))
+
+
 def no_training_outputs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Empty (blend, kth, won) for ``_decode.decode``: keep nothing for a backward pass."""
-    return np.empty((0, 0, _decode.LANES), m.dtype), np.empty((0, _decode.LANES), _key_proto(m).dtype), np.empty(0, np.uint8)
+    return training_outputs(m, ncol=-1, ntiles=0, nentries=0)  # shapes (0, 0, LANES), (0, LANES), (0,)
 
 
 def _key_proto(m: np.ndarray) -> np.ndarray:
