@@ -215,7 +215,6 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
 
     quant_from = int(cfg.quant_start * max_steps)
-    min_inv = 4.0 / max(h, w)  # scales stay below a quarter of the image's longer side
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
     bar = _progress(max_steps, progress)
@@ -229,7 +228,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             loss = loss_fn(img)
             loss.backward()
             opt.step()
-            _clamp_inverse_scales(opt.params[1], min_inv)
+            _clamp_inverse_scales(opt.params[1], h, w)
             bar.update(1)
             if step in cfg.decay_steps:
                 opt.scale_lr(1.0 / cfg.lr_decay)
@@ -293,12 +292,12 @@ def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tens
 
 
 @torch.no_grad()
-def _clamp_inverse_scales(inv: torch.Tensor, min_inv: float, max_inv: float = 1e3) -> None:
-    """Keep |1 / scale| in [min_inv, max_inv], preserving its sign (so Adam's moments stay
-    consistent). Without this, a large step can carry an inverse scale through ~0: a Gaussian
+def _clamp_inverse_scales(inv: torch.Tensor, height: int, width: int, max_inv: float = 1e3) -> None:
+    """Keep |1 / scale| in [4 / max(height, width), max_inv] (scales below a quarter of the image's
+    longer side), preserving its sign (so Adam's moments stay consistent). Without this, a large step can carry an inverse scale through ~0: a Gaussian
     larger than the image that touches every tile and, at 0, a NaN gradient."""
     sign = torch.where(inv < 0, -1.0, 1.0)
-    inv.copy_(sign * inv.abs().clamp_(min_inv, max_inv))
+    inv.copy_(sign * inv.abs().clamp_(4.0 / max(height, width), max_inv))
 
 
 def _pixel_index(xy: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -76,12 +76,10 @@ def fit_state(target: torch.Tensor, num: int, *, top_k: int | None, backend: str
                                        native_width=w, inverse_scale=True)
         return rasterize(means, conics, col, radii, h, w, top_k=top_k, backend=backend)
 
-    min_inv = 4.0 / max(h, w)
-
     def step() -> None:
         loss_fn(draw()).backward()
         opt.step()
-        _clamp_inverse_scales(opt.params[1], min_inv)
+        _clamp_inverse_scales(opt.params[1], h, w)
 
     def forward() -> torch.Tensor:
         with torch.no_grad():
