@@ -294,8 +294,9 @@ def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tens
 @torch.no_grad()
 def _clamp_inverse_scales(inv: torch.Tensor, height: int, width: int, max_inv: float = 1e3) -> None:
     """Keep |1 / scale| in [4 / max(height, width), max_inv] (scales below a quarter of the image's
-    longer side), preserving its sign (so Adam's moments stay consistent). Without this, a large step can carry an inverse scale through ~0: a Gaussian
-    larger than the image that touches every tile and, at 0, a NaN gradient."""
+    longer side), preserving its sign (so Adam's moments stay consistent). Without this, a large
+    step can carry an inverse scale through ~0: a Gaussian larger than the image that touches every
+    tile and, at 0, a NaN gradient."""
     sign = torch.where(inv < 0, -1.0, 1.0)
     inv.copy_(sign * inv.abs().clamp_(4.0 / max(height, width), max_inv))
 
