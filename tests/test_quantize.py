@@ -105,7 +105,7 @@ def test_morton_round_trip():
         assert (x2 == x).all() and (y2 == y).all()
 
 
-@pytest.mark.parametrize("coder", sorted(bitstream.CODERS))
+@pytest.mark.parametrize("coder", sorted(bitstream.CODER_NAMES))
 @pytest.mark.parametrize("bits", [(16, 16, 16, 16), (10, 5, 4, 7)])
 def test_level_round_trip(coder, bits):
     rng = np.random.default_rng(1)

@@ -11,8 +11,12 @@ models on fitted models; brotli was the smallest and is the format's coder):
 2. Other columns (log-scales, rotation, colours): each column may be coded as its difference to an
    earlier column of the same attribute (G - R, B - G, minor - major scale ...); the encoder picks,
    per column, the predictor with the lowest order-0 cost and the choice is stored in the header.
-3. Every column is split into byte planes, the first holding its top 8 bits, so that the
-   compressor sees the informative bits aligned and the near-random low bits apart.
+3. Entropy coding. The default (coder 4, :mod:`imagegs.rangecoder`) codes the streams with
+   adaptive models carried from level to level: the Morton gaps by their bit length, each column
+   by its top 8 bits. The older byte coders (brotli, lzma, zstd; still read) split every column
+   into byte planes, the first holding its top 8 bits, and compress each level on its own. On
+   0.3 bpp files brotli paid table and framing overhead that the range coder does not (see
+   ``rangecoder``); at 16 bits the two are within a few percent (``benchmarks/igs_coding.py``).
 
 The decoder is told how many Gaussians a block holds and how many bytes it must expand to, and
 refuses anything else: corrupt input is an error, never a runaway allocation.
@@ -24,7 +28,9 @@ import lzma
 
 import numpy as np
 
-__all__ = ["CODERS", "DEFAULT_CODER", "morton_encode", "morton_decode", "choose_predictors",
+from . import rangecoder
+
+__all__ = ["CODERS", "RANGE", "CODER_NAMES", "DEFAULT_CODER", "new_models", "plausible", "morton_encode", "morton_decode", "choose_predictors",
            "byte_planes", "level_streams", "encode_level", "decode_level", "raw_size", "BitstreamError"]
 
 
@@ -94,14 +100,17 @@ def _zstd_decompress(data: bytes, size: int) -> bytes:
     return out
 
 
-# Fixed ids (stored in files; never renumber). Only DEFAULT_CODER is written by the encoder; the
-# others exist for the measurement that chose it and are still decoded if a file names them.
+# Fixed ids (stored in files; never renumber). The byte coders compress a level's byte planes;
+# RANGE codes its streams directly with models shared across levels. Only DEFAULT_CODER is
+# written by default; the others stay readable (1 was the default of the first files).
 CODERS: dict[int, tuple[str, object, object]] = {
     1: ("brotli", _brotli_compress, _brotli_decompress),
     2: ("lzma", _lzma_compress, _lzma_decompress),
     3: ("zstd", _zstd_compress, _zstd_decompress),
 }
-DEFAULT_CODER = 1
+RANGE = 4
+CODER_NAMES = {**{cid: name for cid, (name, _, _) in CODERS.items()}, RANGE: "range"}
+DEFAULT_CODER = RANGE
 
 
 def morton_encode(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
@@ -171,8 +180,29 @@ def _residual_width(bits: int, pred: int) -> int:
 
 def raw_size(n: int, pos_bits: int, bits: list[int], preds: list[int]) -> int:
     """Bytes a level of n Gaussians expands to before compression."""
-    width = [2 * pos_bits] + [_residual_width(b, p) for b, p in zip(bits, preds)]
-    return n * sum((w + 7) // 8 for w in width)
+    return n * sum((w + 7) // 8 for w in _widths(pos_bits, bits, preds))
+
+
+def _widths(pos_bits: int, bits: list[int], preds: list[int]) -> list[int]:
+    return [2 * pos_bits] + [_residual_width(b, p) for b, p in zip(bits, preds)]
+
+
+def new_models(coder: int, *, pos_bits: int, bits: list[int], preds: list[int]) -> rangecoder.Models | None:
+    """Fresh adaptive models for a file's levels (RANGE), or None (byte coders keep no state)."""
+    if coder != RANGE:
+        return None
+    widths = _widths(pos_bits, bits, preds)
+    return rangecoder.Models(widths, [rangecoder.GAP] + [rangecoder.COLUMN] * (len(widths) - 1))
+
+
+def plausible(n: int, size: int, *, pos_bits: int, bits: list[int], preds: list[int], coder: int) -> bool:
+    """Whether a block of ``size`` bytes can hold n Gaussians (checked before anything is allocated)."""
+    if coder == RANGE:
+        return n * (1 + len(bits)) <= rangecoder.max_values(size)
+    return raw_size(n, pos_bits, bits, preds) <= MAX_EXPANSION * size + 4096
+
+
+MAX_EXPANSION = 64  # a byte coder's block may expand at most this many times (+4 KiB)
 
 
 def level_streams(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, bits: list[int],
@@ -195,39 +225,56 @@ def level_streams(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, 
 
 
 def encode_level(pos: np.ndarray, columns: list[np.ndarray], *, pos_bits: int, bits: list[int],
-                 preds: list[int], coder: int = DEFAULT_CODER) -> tuple[bytes, np.ndarray]:
+                 preds: list[int], coder: int = DEFAULT_CODER, models: rangecoder.Models | None = None
+                 ) -> tuple[bytes, np.ndarray]:
     """Code one level: pos (n, 2) codes and the other columns (each (n,)).
 
-    Returns the compressed block and the order (n,) in which the Gaussians were stored (Morton
-    order of their positions), so the caller can keep its own arrays in the decoder's order.
+    ``models``: for RANGE, the models left by the file's previous levels (updated in place; None
+    starts fresh ones). Returns the compressed block and the order (n,) in which the Gaussians
+    were stored (Morton order of their positions), so the caller can keep its own arrays in the
+    decoder's order.
     """
     streams, order = level_streams(pos, columns, pos_bits=pos_bits, bits=bits, preds=preds)
+    if coder == RANGE:
+        if models is None:
+            models = new_models(coder, pos_bits=pos_bits, bits=bits, preds=preds)
+        values = np.stack([v for v, _ in streams]) if streams[0][0].size else np.zeros((len(streams), 0), np.int64)
+        return rangecoder.encode(values, models), order
     return CODERS[coder][1](b"".join(byte_planes(v, w) for v, w in streams)), order
 
 
-def decode_level(data: bytes, n: int, *, pos_bits: int, bits: list[int], preds: list[int],
-                 coder: int = DEFAULT_CODER) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Inverse of :func:`encode_level`: (pos (n, 2), columns) in stored order. Validates ranges."""
+def _decode_streams(data: bytes, n: int, widths: list[int], coder: int,
+                    models: rangecoder.Models | None) -> list[np.ndarray]:
+    if coder == RANGE:
+        if models is None:
+            models = rangecoder.Models(widths, [rangecoder.GAP] + [rangecoder.COLUMN] * (len(widths) - 1))
+        try:
+            return list(rangecoder.decode(data, n, models))
+        except rangecoder.RangeCoderError as e:
+            raise BitstreamError(str(e)) from None
     if coder not in CODERS:
         raise BitstreamError(f"unknown entropy coder id {coder}")
-    size = raw_size(n, pos_bits, bits, preds)
-    raw = CODERS[coder][2](data, size)
-    off = 0
-
-    def take(width: int) -> np.ndarray:
-        nonlocal off
-        nb = n * ((width + 7) // 8)
-        v = _from_planes(raw[off:off + nb], n, width)
+    raw = CODERS[coder][2](data, n * sum((w + 7) // 8 for w in widths))
+    out, off = [], 0
+    for w in widths:
+        nb = n * ((w + 7) // 8)
+        out.append(_from_planes(raw[off:off + nb], n, w))
         off += nb
-        return v
+    return out
 
-    m = np.cumsum(take(2 * pos_bits))
+
+def decode_level(data: bytes, n: int, *, pos_bits: int, bits: list[int], preds: list[int],
+                 coder: int = DEFAULT_CODER, models: rangecoder.Models | None = None
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`encode_level`: (pos (n, 2), columns) in stored order. Validates ranges.
+    ``models``: as in :func:`encode_level` (the decoder's own copy, updated in place)."""
+    streams = _decode_streams(data, n, _widths(pos_bits, bits, preds), coder, models)
+    m = np.cumsum(streams[0])
     if n and (m[-1] >= (1 << (2 * pos_bits))):
         raise BitstreamError("position codes out of range")
     x, y = morton_decode(m, pos_bits)
     cols: list[np.ndarray] = []
-    for b, p in zip(bits, preds):
-        v = take(_residual_width(b, p))
+    for v, b, p in zip(streams[1:], bits, preds):
         if p >= 0:
             v = v + cols[p] - ((1 << b) - 1)
         if n and (v.min() < 0 or v.max() >= (1 << b)):

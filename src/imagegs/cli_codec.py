@@ -141,9 +141,9 @@ def print_igs_info(path: Path) -> int:
 
 
 def codec_name(coder: int) -> str:
-    from .bitstream import CODERS
+    from .bitstream import CODER_NAMES
 
-    return CODERS[coder][0]
+    return CODER_NAMES[coder]
 
 
 def add_parsers(sub, common: argparse.ArgumentParser, *, alpha_policies) -> None:

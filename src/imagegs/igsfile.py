@@ -36,7 +36,6 @@ MAX_CHANNELS = 1024
 MAX_LEVELS = 64
 MAX_GAUSSIANS = 2**24
 MAX_HEADER = 2**20
-MAX_EXPANSION = 64  # a block's raw size may be at most this many times its compressed size (+4 KiB)
 _CRC = struct.Struct("<I")
 
 
@@ -177,10 +176,12 @@ def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = 10,
     head = _header_bytes(h)
     out = [MAGIC, bytes([VERSION]), _varint(len(head)), head, _CRC.pack(zlib.crc32(head))]
     orders, start = [], 0
+    models = bitstream.new_models(coder, pos_bits=q.bits.position, bits=h.column_bits(), preds=h.predictors)
     for n in levels:
         sl = slice(start, start + n)
         block, order = bitstream.encode_level(q.pos[sl], [c[sl] for c in cols], pos_bits=q.bits.position,
-                                              bits=h.column_bits(), preds=h.predictors, coder=coder)
+                                              bits=h.column_bits(), preds=h.predictors, coder=coder,
+                                              models=models)
         out += [_varint(len(block)), _CRC.pack(zlib.crc32(block)), block]
         orders.append(order + start)
         start += n
@@ -227,7 +228,7 @@ def _parse_header(data: bytes) -> tuple[IGSHeader, int]:
     channels = one_varint(F_CHANNELS, 1, MAX_CHANNELS, "channel count")
     top_k = one_varint(F_TOPK, 0, 64, "top-K")
     coder = one_varint(F_CODER, 1, 255, "coder id")
-    if coder not in bitstream.CODERS:
+    if coder not in bitstream.CODER_NAMES:
         raise IGSFileError(f"unknown entropy coder id {coder}")
     bits_raw = fields[F_BITS]
     if len(bits_raw) != 4 or not all(MIN_BITS <= b <= MAX_BITS for b in bits_raw):
@@ -313,6 +314,7 @@ def unpack(data: bytes, *, lod: int | None = None) -> tuple[QuantizedGaussians, 
     r = _Reader(data, pos, what="file")
     pos_codes, cols = [], []
     bits = h.column_bits()
+    models = bitstream.new_models(h.coder, pos_bits=h.bits.position, bits=bits, preds=h.predictors)
     for i in range(lod):
         n = h.levels[i]
         start = r.pos
@@ -325,11 +327,12 @@ def unpack(data: bytes, *, lod: int | None = None) -> tuple[QuantizedGaussians, 
                                + (f"; decode with lod <= {i}" if i else "")) from None
         if zlib.crc32(block) != crc:
             raise IGSFileError(f"corrupt level {i + 1} (CRC mismatch)")
-        if bitstream.raw_size(n, h.bits.position, bits, h.predictors) > MAX_EXPANSION * size + 4096:
+        if not bitstream.plausible(n, size, pos_bits=h.bits.position, bits=bits, preds=h.predictors,
+                                   coder=h.coder):
             raise IGSFileError(f"level {i + 1} claims {n} Gaussians in {size} bytes: inconsistent")
         try:
             p, c = bitstream.decode_level(block, n, pos_bits=h.bits.position, bits=bits,
-                                          preds=h.predictors, coder=h.coder)
+                                          preds=h.predictors, coder=h.coder, models=models)
         except bitstream.BitstreamError as e:
             raise IGSFileError(f"level {i + 1}: {e}") from None
         pos_codes.append(p)
