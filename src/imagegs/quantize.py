@@ -186,8 +186,14 @@ def _values(codes: np.ndarray, rng: np.ndarray, bits: int) -> np.ndarray:
     return (lo + codes.astype(np.float32) * ((hi - lo) / levels)).astype(np.float32)
 
 
-def quantize(gaussians: Gaussians, bits: Bits | int | str = 16) -> QuantizedGaussians:
-    """Canonicalise and quantise every attribute of ``gaussians`` (N Gaussians, C channels)."""
+def quantize(gaussians: Gaussians, bits: Bits | int | str = 16, *,
+             ranges: QuantizedGaussians | None = None) -> QuantizedGaussians:
+    """Canonicalise and quantise every attribute of ``gaussians`` (N Gaussians, C channels).
+
+    ``ranges``: reuse the position, scale and colour ranges of this earlier quantisation instead
+    of measuring them (values outside are clipped): a model refined on that grid keeps it, and
+    dequantised values quantise back to the same codes.
+    """
     bits = Bits.parse(bits)
     g = gaussians.detach().to(torch.float32)
     for name in ("xy", "scale", "rot", "color"):
@@ -196,7 +202,10 @@ def quantize(gaussians: Gaussians, bits: Bits | int | str = 16) -> QuantizedGaus
     if g.num and not (g.scale > 0).all():
         raise ValueError("cannot quantise: Gaussian scales must be positive")
     scale, rot = canonicalize(g.scale, g.rot)
-    pos_r, scale_r, col_r = _ranges(g.xy), _ranges(torch.log(scale)), _ranges(g.color, color_clip(bits.color))
+    if ranges is not None:
+        pos_r, scale_r, col_r = ranges.pos_range, ranges.scale_range, ranges.color_range
+    else:
+        pos_r, scale_r, col_r = _ranges(g.xy), _ranges(torch.log(scale)), _ranges(g.color, color_clip(bits.color))
     xy, log_s, col = g.xy.numpy(), torch.log(scale).numpy(), g.color.numpy()
     n_rot = 2**bits.rotation
     rot_c = np.rint(rot.numpy().astype(np.float64) / math.pi * n_rot).astype(np.int64) % n_rot
@@ -218,13 +227,14 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
                      channel_names=q.channel_names, groups=q.groups)
 
 
-def fake_quantize(v: torch.Tensor, bits: int, *, periodic: float | None = None, clip: float = 0.0
-                  ) -> torch.Tensor:
+def fake_quantize(v: torch.Tensor, bits: int, *, periodic: float | None = None, clip: float = 0.0,
+                  value_range: torch.Tensor | None = None) -> torch.Tensor:
     """Straight-through quantisation of the columns of ``v`` (N, D) or (N,) over their range.
 
     Forward: the value the file will hold; backward: identity (the rounding and clipping are not
     differentiated). The range is min/max, or the ``clip`` quantiles (values outside are clipped).
-    ``periodic=P`` quantises on the fixed range [0, P) with wrap-around (rotation: P = pi).
+    ``periodic=P`` quantises on the fixed range [0, P) with wrap-around (rotation: P = pi);
+    ``value_range`` (D, 2) fixes the [lo, hi] grid of each column instead of measuring it.
     """
     with torch.no_grad():
         if periodic is not None:
@@ -236,7 +246,7 @@ def fake_quantize(v: torch.Tensor, bits: int, *, periodic: float | None = None, 
             flat = v.reshape(v.shape[0], -1)
             if flat.shape[0] == 0:
                 return v
-            lo, hi = column_ranges(flat, clip).T
+            lo, hi = (column_ranges(flat, clip) if value_range is None else value_range.to(flat)).T
             span = hi - lo
             unit = torch.where(span > 0, span / levels, torch.ones_like(span))
             q = (torch.round(((flat - lo) / unit).clamp(0, levels)) * unit + lo).reshape(v.shape)
