@@ -68,12 +68,69 @@ def test_rate_control_hits_the_target(coffee, bpp):
     assert _psnr(out, coffee) > 18
 
 
+def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
+    """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
+    autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""
+    g = fit(coffee, num_gaussians=150, max_steps=40)
+    cov = codec.coverage(g)
+    ones = torch.ones(g.num, 1, dtype=torch.float64, requires_grad=True)
+    g64 = g.to(torch.float64)
+    from dataclasses import replace as _replace
+    render(_replace(g64, color=ones), backend="reference").sum().backward()
+    torch.testing.assert_close(cov.double(), ones.grad[:, 0], atol=1e-3, rtol=1e-4)
+    assert (cov >= 0).all() and 0.97 * coffee.shape[0] * coffee.shape[1] < cov.sum() <= coffee.shape[0] * coffee.shape[1]
+
+
+def test_pruning_keeps_the_ranking_that_decodes_better(coffee):
+    """The rate control prunes to the budget by coverage or by addition order, whichever file
+    decodes closer to the image; the level layout follows the kept Gaussians."""
+    g = fit(coffee, num_gaussians=400, max_steps=150)
+    levels, bits = g.fit_info["levels"], Bits(10, 6, 6, 6)
+    target = torch.from_numpy(coffee).permute(2, 0, 1).float() / 255
+    full, _ = codec._pack(g, bits, levels, 10, None)
+    budget = 0.75 * len(full)
+    data, gq, lv, kept = codec._fit_budget(g, target, bits, levels, budget, 10, None)
+    assert len(data) <= budget and sum(lv) == gq.num == kept.num and len(lv) <= len(levels)
+    mse = lambda m: float(((codec.rasterize_model(m, 10) - target) ** 2).mean())  # noqa: E731
+    errors = []
+    for order in (torch.argsort(codec.coverage(g), descending=True, stable=True), torch.arange(g.num)):
+        def packed(n):
+            pruned, lv_n = codec._prune(g, levels, order, n)
+            return codec._pack(pruned, bits, lv_n, 10, None)
+        n = gq.num
+        while len(packed(n + 1)[0]) <= budget:
+            n += 1  # the most this ranking fits in the budget
+        while len(packed(n)[0]) > budget:
+            n -= 1
+        errors.append(mse(packed(n)[1]))
+    assert mse(gq) == pytest.approx(min(errors), rel=1e-6)
+    assert max(errors) > 1.2 * min(errors)  # the choice matters
+
+
+def test_colour_polish_recovers_quantisation_error(coffee):
+    g = fit(coffee, num_gaussians=300, max_steps=150)
+    bits = Bits(9, 5, 5, 5)
+    target = torch.from_numpy(coffee).permute(2, 0, 1).float() / 255
+    plain, q0 = codec.polish_colors(g, target, bits, steps=0)
+    polished, grid = codec.polish_colors(g, target, bits, steps=150)
+    torch.testing.assert_close(plain.xy, polished.xy)  # geometry untouched
+    d0, gq0 = codec._pack(plain, bits, [g.num], 10, None, q0)
+    d1, gq1 = codec._pack(polished, bits, [g.num], 10, None, grid)
+    mse = lambda m: float(((render(m) - target) ** 2).mean())  # noqa: E731
+    assert mse(gq1) < 0.985 * mse(gq0)  # measured: -2.4%
+    # the file holds the geometry it was polished on (the ranges were reused)
+    torch.testing.assert_close(gq1.scale, gq0.scale)
+
+
 def test_rate_control_errors(coffee):
     with pytest.raises(codec.RateControlError, match="too few"):
         codec.compress(coffee, bpp=0.01)
     for bad in (0, -1, float("nan"), "x"):
         with pytest.raises(ValueError):
             codec.compress(coffee, bpp=bad)
+    for bad in (-1, 1.5, "x"):
+        with pytest.raises(ValueError, match="polish_steps"):
+            codec.compress(coffee, bpp=1, polish_steps=bad)
     with pytest.raises(ValueError, match="either"):
         codec.compress(coffee, bpp=1, num_gaussians=10)
 

@@ -30,17 +30,15 @@ import math
 
 import numpy as np
 
+from . import _range_kernels as K
+
 __all__ = ["GAP", "COLUMN", "Models", "encode", "decode", "encode_reference", "decode_reference",
            "max_values", "RangeCoderError", "MIN_SYMBOL_BITS"]
 
-GAP, COLUMN = 0, 1
-MASK = 0xFFFFFFFF
-TOP, BOT = 1 << 24, 1 << 16
-INC = 24
-LIMIT = 1 << 16
-CAP_NUM, CAP_DEN = 15, 16
-MODEL_BITS = 8  # a column's top bits that get a model; the rest are raw
-RAW_CHUNK = 16  # raw bits coded per range-coder step (tot = 2^16 = BOT at most)
+# The coder's constants live with the Numba kernels: Numba's cache is keyed on the kernel file,
+# so a constant changed anywhere else would leave stale compiled kernels behind.
+from ._range_kernels import BOT, CAP_DEN, CAP_NUM, COLUMN, GAP, INC, LIMIT, MASK, MODEL_BITS, RAW_CHUNK, TOP
+
 MIN_SYMBOL_BITS = math.log2(CAP_DEN / CAP_NUM)
 
 
@@ -89,8 +87,6 @@ def _capacity(n: int, widths: np.ndarray) -> int:
 
 def encode(values: np.ndarray, models: Models) -> bytes:
     """Code ``values`` (S, n) int64 (row s: stream s, 0 <= v < 2^width_s), updating ``models``."""
-    from . import _range_kernels as K
-
     values = np.ascontiguousarray(values, np.int64)
     if values.shape[0] != len(models.widths):
         raise ValueError(f"{values.shape[0]} streams for {len(models.widths)} models")
@@ -104,8 +100,6 @@ def encode(values: np.ndarray, models: Models) -> bytes:
 def decode(data: bytes, n: int, models: Models) -> np.ndarray:
     """Inverse of :func:`encode`: (S, n) values; raises RangeCoderError unless the block decodes
     to exactly its own length."""
-    from . import _range_kernels as K
-
     if len(models.widths) * n > max_values(len(data)):
         raise RangeCoderError(f"{n} Gaussians cannot fit in {len(data)} bytes")
     values = np.empty((len(models.widths), n), np.int64)
