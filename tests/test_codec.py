@@ -176,6 +176,8 @@ def test_cli_encode_decode_info(tmp_path, coffee, capsys):
     assert "bits" in capsys.readouterr().err
     assert main(["encode", str(src), "-o", str(out), "--bpp", "0.001", "--quiet"]) == 2
     assert "bpp" in capsys.readouterr().err
+    assert main(["encode", str(src), "-o", str(out), "--polish-steps", "-1", "--quiet"]) == 2
+    assert "polish-steps" in capsys.readouterr().err
 
 
 def test_cli_encode_texture_stack_keeps_maps(tmp_path, coffee):

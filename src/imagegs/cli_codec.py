@@ -60,6 +60,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         options["bits"] = args.bits
     if args.qat is not None:
         options["qat"] = args.qat
+    if args.polish_steps < 0:
+        raise CLIError(f"--polish-steps must be at least 0, got {args.polish_steps}")
+    options["polish_steps"] = args.polish_steps
     if args.gaussians is not None and args.gaussians < 1:
         raise CLIError(f"--gaussians must be at least 1, got {args.gaussians}")
     set_threads(args.threads)
@@ -163,6 +166,9 @@ def add_parsers(sub, common: argparse.ArgumentParser, *, alpha_policies) -> None
     p.add_argument("--qat", type=float, metavar="F",
                    help="quantisation-aware fitting from this share of the steps on (0 = throughout); "
                         "default: fit in float, quantise after")
+    p.add_argument("--polish-steps", type=int, default=codec.POLISH_STEPS, metavar="S",
+                   help="steps re-fitting the colours on the quantised geometry "
+                        f"(default {codec.POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="fast", help="fit schedule")
