@@ -43,23 +43,31 @@ def _update(counts, totals, s, sym, a):
 
 
 @njit(cache=True, inline="always")
+def _shift_range(low, rng):
+    """The range to continue with once the top byte of low is shifted out, or -1 if no byte is
+    due: the byte is due when it is settled (low and low + range agree on it), or forced, with the
+    range cut to what keeps it settled, when the range fell below BOT (the carry-less rule)."""
+    if (low ^ ((low + rng) & MASK)) < TOP:
+        return rng
+    if rng < BOT:
+        return (-low) & (BOT - 1)
+    return -1
+
+
+@njit(cache=True, inline="always")
 def _put(low, rng, out, pos, cum, freq, tot):
     r = rng // tot
     low = (low + r * cum) & MASK
     rng = r * freq
-    while True:
-        if (low ^ ((low + rng) & MASK)) < TOP:
-            pass
-        elif rng < BOT:
-            rng = (-low) & (BOT - 1)
-        else:
-            break
+    r = _shift_range(low, rng)
+    while r >= 0:
         if pos >= out.shape[0]:
             return low, rng, -1
         out[pos] = low >> 24
         pos += 1
         low = (low << 8) & MASK
-        rng = (rng << 8) & MASK
+        rng = (r << 8) & MASK
+        r = _shift_range(low, rng)
     return low, rng, pos
 
 
@@ -109,18 +117,14 @@ def encode(values, widths, kinds, counts, totals, out):
 def _take(low, rng, code, data, pos, r, cum, freq):
     low = (low + r * cum) & MASK
     rng = r * freq
-    while True:
-        if (low ^ ((low + rng) & MASK)) < TOP:
-            pass
-        elif rng < BOT:
-            rng = (-low) & (BOT - 1)
-        else:
-            break
+    r = _shift_range(low, rng)
+    while r >= 0:
         b = data[pos] if pos < data.shape[0] else 0
         pos += 1
         code = ((code << 8) | b) & MASK
         low = (low << 8) & MASK
-        rng = (rng << 8) & MASK
+        rng = (r << 8) & MASK
+        r = _shift_range(low, rng)
     return low, rng, code, pos
 
 

@@ -112,6 +112,15 @@ def decode(data: bytes, n: int, models: Models) -> np.ndarray:
 
 # -- plain-Python twin (the spec; tests check the kernels against it) ------------------------------
 
+def _shift_range(low: int, rng: int) -> int:
+    """Plain twin of the kernels' ``_shift_range`` (the carry-less renormalisation rule)."""
+    if (low ^ ((low + rng) & MASK)) < TOP:
+        return rng
+    if rng < BOT:
+        return -low & (BOT - 1)
+    return -1
+
+
 def _update(counts: np.ndarray, totals: np.ndarray, s: int, sym: int, a: int) -> None:
     c, t = int(counts[s, sym]), int(totals[s])
     if (c + INC) * CAP_DEN <= CAP_NUM * (t + INC):
@@ -148,16 +157,10 @@ def encode_reference(values: np.ndarray, models: Models) -> bytes:
         r = rng // tot
         low = (low + r * cum) & MASK
         rng = r * freq
-        while True:
-            if (low ^ ((low + rng) & MASK)) < TOP:
-                pass
-            elif rng < BOT:
-                rng = -low & (BOT - 1)
-            else:
-                break
+        while (r := _shift_range(low, rng)) >= 0:
             out.append(low >> 24)
             low = (low << 8) & MASK
-            rng = (rng << 8) & MASK
+            rng = (r << 8) & MASK
 
     for s in range(values.shape[0]):
         w, kind = int(models.widths[s]), int(models.kinds[s])
@@ -197,16 +200,10 @@ def decode_reference(data: bytes, n: int, models: Models) -> np.ndarray:
         nonlocal low, rng, code
         low = (low + r * cum) & MASK
         rng = r * freq
-        while True:
-            if (low ^ ((low + rng) & MASK)) < TOP:
-                pass
-            elif rng < BOT:
-                rng = -low & (BOT - 1)
-            else:
-                break
+        while (r := _shift_range(low, rng)) >= 0:
             code = ((code << 8) | byte()) & MASK
             low = (low << 8) & MASK
-            rng = (rng << 8) & MASK
+            rng = (r << 8) & MASK
 
     values = np.empty((len(models.widths), n), np.int64)
     for s in range(len(models.widths)):
