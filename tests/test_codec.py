@@ -68,6 +68,39 @@ def test_rate_control_hits_the_target(coffee, bpp):
     assert _psnr(out, coffee) > 18
 
 
+def test_bit_depths_and_count_settle_or_cycle():
+    """default_bits depends on the count and the count on the bits. Where they settle, one
+    (bits, count) pair is a fixed point; where they cycle (1024^2 at 0.3 bpp: 6 bits ask for a
+    count that asks for 7 and back), every pair of the cycle is returned, entered from either side."""
+    h = w = 1024
+    cycles = 0
+    for bpp in (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0):
+        budget = bpp * h * w / 8 * codec._OVERSHOOT
+        pairs = codec._settle_bits(h, w, budget, 3, codec.default_bits(h, w))
+        for i, (bits, n) in enumerate(pairs):
+            assert n == codec._count_for_budget(budget, bits, 3)
+            assert codec.default_bits(h, w, num_gaussians=n) == pairs[(i + 1) % len(pairs)][0]
+        cycles += len(pairs) > 1
+    assert cycles >= 1
+    budget = 0.3 * h * w / 8 * codec._OVERSHOOT
+    for start in (Bits(12, 7, 7, 7), Bits(12, 6, 6, 6), Bits(16, 8, 8, 8)):
+        assert {b for b, _ in codec._settle_bits(h, w, budget, 3, start)} == {Bits(12, 6, 6, 6), Bits(12, 7, 7, 7)}
+
+
+def test_a_cycle_encodes_both_depths_and_keeps_the_closer_file(monkeypatch, coffee):
+    """Where the depths cycle, both are fitted and the file that decodes closer is returned."""
+    h, w = coffee.shape[:2]
+    pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
+    monkeypatch.setattr(codec, "_settle_bits", lambda *a, **k: pair)
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60)
+    assert enc.fit_info["bits_tried"] == [str(b) for b, _ in pair]
+    errs = enc.fit_info["mse_tried"]
+    assert enc.bits == pair[int(np.argmin(errs))][0] and enc.fits >= 2
+    assert len(enc.data) <= 3.0 * h * w / 8
+    mse = float(np.mean((codec.decode(enc.data).astype(float) - coffee) ** 2)) / 255**2
+    assert abs(mse - min(errs)) < 0.25 * min(errs) + 1e-4  # the returned file is the measured one
+
+
 def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
     """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
     autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""
