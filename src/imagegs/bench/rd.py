@@ -1,7 +1,7 @@
 """Rate-distortion benchmark: every codec x image x target bpp, resumable, then the report.
 
     imagegs bench rd --images DIR [--bpp 0.05,0.1,...] [--codecs all|baselines|textures|NAME,...]
-                     --out DIR [--max-side N]
+                     --out DIR [--max-side N] [--schedule quality|fast|official]
     python -m imagegs.bench.rd ...   (the same)
 
 For every image of DIR (categories from the file name prefix: photo-, painting-, art-, anime-,
@@ -47,6 +47,7 @@ CODEC_GROUPS = {"baselines": BASELINES, "textures": TEXTURES,
 RECORDS = "records.jsonl"
 SETTINGS = "settings.json"
 DECODE_REPEATS = 3
+DEFAULT_SCHEDULE = "quality"  # imagegs's fit schedule: compression is worth the longer fit
 
 
 class RDError(ValueError):
@@ -142,8 +143,9 @@ class Cache:
 
     Each record is appended with a single ``write`` of one whole line, flushed and fsynced, so an
     interruption leaves at most a partial last line, which loading drops (and removes from the
-    file). The settings that change results (``max_side``) are kept in ``OUT/settings.json``;
-    reusing an output folder with other settings is refused rather than mixing results.
+    file). The settings that change results (``max_side``, the imagegs ``schedule``) are kept in
+    ``OUT/settings.json``; reusing an output folder with other settings is refused rather than
+    mixing results. A settings file from before ``schedule`` was recorded means "fast".
     """
 
     def __init__(self, out: Path, settings: dict):
@@ -160,6 +162,8 @@ class Cache:
                 old = json.loads(path.read_text())
             except (OSError, ValueError) as e:
                 raise RDError(f"{path}: unreadable settings file ({e}); use another --out") from None
+            if isinstance(old, dict):
+                old.setdefault("schedule", "fast")  # folders written before it was recorded
             if old != settings:
                 raise RDError(f"{path.parent}: holds results made with {old}, not {settings}; "
                               "use another --out folder")
@@ -232,7 +236,8 @@ def _measure(codec: Codec, image: np.ndarray, name: str, target: float | None, m
 def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
            bpp: Sequence[float] | str = DEFAULT_BPP, codecs: Sequence[str] | str = ("all",),
            max_side: int | None = None, progress: bool = True,
-           codec_factory: Callable[[str], Codec] = get_codec, report: bool = True) -> dict:
+           schedule: str = DEFAULT_SCHEDULE, codec_factory: Callable[[str], Codec] | None = None,
+           report: bool = True) -> dict:
     """Run (or continue) the benchmark and write the report; returns the report's summary.
 
     Args:
@@ -242,13 +247,22 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
         codecs: codec or group names (``"baselines,imagegs"`` or a sequence).
         max_side: downscale images so that the long side is at most this many pixels.
         progress: show a tqdm progress bar.
-        codec_factory: name -> Codec (tests substitute codecs here).
+        schedule: the imagegs fit schedule (``imagegs.fit.SCHEDULES``; default "quality").
+        codec_factory: name -> Codec (tests substitute codecs here); default ``get_codec``, with
+            ``schedule`` for imagegs.
         report: write the report after the records (``report.write_report``).
     """
     from tqdm import tqdm
 
+    from ..fit import SCHEDULES
+
     targets = parse_bpp(bpp)
     names = parse_codecs(codecs)
+    if schedule not in SCHEDULES:
+        raise RDError(f"unknown --schedule {schedule!r}; choose one of {', '.join(sorted(SCHEDULES))}")
+    if codec_factory is None:
+        def codec_factory(name: str) -> Codec:
+            return get_codec(name, **({"schedule": schedule} if name == "imagegs" else {}))
     if max_side is not None and max_side < 16:
         raise RDError(f"--max-side must be at least 16 pixels, got {max_side}")
     files = list_images(images)
@@ -256,7 +270,7 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
     for c in codec_objs:  # fail before any work, not after an hour
         c.check_available()
     out = Path(out)
-    cache = Cache(out, {"max_side": max_side})
+    cache = Cache(out, {"max_side": max_side, "schedule": schedule})
 
     todo = []  # (file, codec, [targets still missing])
     for f in files:
@@ -314,6 +328,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
     p.add_argument("--max-side", type=int, metavar="N",
                    help="downscale images so the long side is at most N pixels")
+    p.add_argument("--schedule", default=DEFAULT_SCHEDULE, metavar="NAME",
+                   help="imagegs fit schedule: quality (default; 2400 steps), fast (1200) or "
+                        "official (the authors', ~7.5k steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rd)
     return p
@@ -322,7 +339,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_rd(args: argparse.Namespace) -> int:
     """``imagegs bench rd``."""
     summary = run_rd(args.images, args.out, bpp=args.bpp, codecs=args.codecs,
-                     max_side=args.max_side, progress=not args.quiet)
+                     max_side=args.max_side, schedule=args.schedule, progress=not args.quiet)
     for line in summary.get("lines", []):
         print(line)
     return 0
