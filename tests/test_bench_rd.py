@@ -406,8 +406,27 @@ def test_imagegs_adapter_uses_direct_rate_control(folder, tmp_path, monkeypatch)
     np.testing.assert_array_equal(c.decode(r.data, height=40, width=50), img)
     summary = rd.run_rd(folder, tmp_path / "o", bpp="0.5,1,2", codecs="imagegs,jpeg-420,bc1", progress=False)
     assert len(calls) == 1 + 9  # one encode per (image, target): no search
+    assert all(options == {"schedule": "quality"} for _, _, options in calls[1:])  # the default
     assert "imagegs" in summary["bd"]["all"]
     assert set(summary["imagegs_targets"]) >= {"bc1_at_0.5"}
+
+
+def test_schedule_reaches_imagegs_and_settings(folder, tmp_path, monkeypatch):
+    calls = []
+    _fake_igs(monkeypatch, calls)
+    out = tmp_path / "o"
+    rd.run_rd(folder, out, bpp="1", codecs="imagegs,bc1", schedule="fast", progress=False, report=False)
+    assert [options for _, _, options in calls] == [{"schedule": "fast"}] * 3
+    assert json.loads((out / "settings.json").read_text()) == {"max_side": None, "schedule": "fast"}
+    with pytest.raises(rd.RDError, match="use another --out"):  # never mix two schedules' results
+        rd.run_rd(folder, out, bpp="1", codecs="imagegs", progress=False, report=False)
+    # a folder from before the schedule was recorded holds "fast" results
+    (out / "settings.json").write_text('{"max_side": null}\n')
+    rd.run_rd(folder, out, bpp="1,2", codecs="bc1", schedule="fast", progress=False, report=False)
+    with pytest.raises(rd.RDError, match="quality"):
+        rd.run_rd(folder, out, bpp="1", codecs="bc1", progress=False, report=False)
+    with pytest.raises(rd.RDError, match="unknown --schedule 'slow'"):
+        rd.run_rd(folder, tmp_path / "p", codecs="bc1", schedule="slow", progress=False)
 
 
 def test_imagegs_adapter_without_codec_module(monkeypatch):
@@ -467,6 +486,8 @@ def test_cli_bench_rd(folder, tmp_path, capsys):
     assert err.startswith("imagegs: error: ") and "no images" in err and err.count("\n") == 1
     assert main(["bench", "rd", "--images", str(folder), "--out", str(out), "--codecs", "png"]) == 2
     assert "unknown codec 'png'" in capsys.readouterr().err
+    assert main(["bench", "rd", "--images", str(folder), "--out", str(out), "--schedule", "slow"]) == 2
+    assert "unknown --schedule 'slow'" in capsys.readouterr().err
 
 
 def test_report_skips_records_of_unknown_codecs(folder, tmp_path):

@@ -146,3 +146,15 @@ def test_projection_from_inverse_scales_matches():
                 inverse_scale=True)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y)
+
+
+def test_quality_schedule_is_fast_run_twice_as_long():
+    from imagegs.fit import SCHEDULES
+
+    fast, quality = SCHEDULES["fast"], SCHEDULES["quality"]
+    assert quality["max_steps"] == 2 * fast["max_steps"] and quality["decay_steps"][0] > fast["decay_steps"][0]
+    assert {k: v for k, v in quality.items() if k not in ("max_steps", "decay_steps")} == \
+        {k: v for k, v in fast.items() if k not in ("max_steps", "decay_steps")}
+    img = np.random.default_rng(0).random((16, 16, 3))
+    g = fit(img, num_gaussians=8, schedule="quality")
+    assert g.fit_info["config"]["max_steps"] == 2400 and tuple(g.fit_info["config"]["decay_steps"]) == (1900,)
