@@ -108,9 +108,9 @@ class FitConfig:
 # 8x scale and rotation), a fixed budget of 1200 steps with one decay at step 950. On astronaut
 # (512^2, 10k Gaussians) it reaches 38.4 dB in ~46 s where "official" reaches 38.3 dB in ~344 s
 # (benchmarks/results/schedule_*.json). "quality" is "fast" run twice as long (2400 steps, the
-# decay at 1900) for compression, where every 0.1 dB counts: at 0.3 bpp on four 1024-px images it
-# gained +0.02 to +0.47 dB (mean +0.16) for 1.5-1.9x the encode time (docs/NOTES.md); the RD
-# benchmark uses it.
+# decay at 1900) for compression, where every 0.1 dB counts: on the ten 1024-px RD images it
+# gained +0.27 dB at 0.3 bpp and +0.17 to +0.30 from 0.2 to 1 bpp for ~1.4x the encode time, but
+# lost 0.40 dB at 0.05 bpp (docs/NOTES.md); the RD benchmark uses it.
 _FAST = dict(add_steps=(50, 100, 150, 200), max_steps=1200, min_steps_after_add=0,
              decay_steps=(950,), plateau_steps=400, eval_every=100,
              lr_xy=1e-3, lr_color=2e-2, lr_scale=1.6e-2, lr_rot=1.6e-2)
