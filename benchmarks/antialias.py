@@ -30,7 +30,7 @@ from PIL import Image
 import imagegs
 from imagegs import metrics
 from imagegs.io import atomic_write, to_uint8
-from imagegs.render import FILTER_SIGMA
+from imagegs.renderer import FILTER_SIGMA
 
 import fitcache
 

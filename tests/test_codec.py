@@ -36,7 +36,7 @@ def test_quantisation_aware_fit_sees_the_file(coffee):
     canonical axes, clipped colour range), and quantising happens only from quant_start on."""
     import sys
 
-    from imagegs.render import project, rasterize
+    from imagegs.renderer import project, rasterize
 
     fit_mod = sys.modules["imagegs.fit"]
     bits = Bits(10, 5, 5, 5)

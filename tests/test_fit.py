@@ -115,7 +115,7 @@ def test_inverse_scales_stay_bounded(astronaut_small):
 def test_fused_projection_matches_reference(dtype):
     # the fit's projection (inverse scales, CPU) runs as Numba kernels: forward and gradients against
     # the torch twin, on another output size and aspect than the native one, with signed inverses
-    from imagegs.render.project import project, project_reference
+    from imagegs.renderer.project import project, project_reference
     from conftest import random_gaussians
     g = random_gaussians(500, 30, 40, scale=(0.3, 9.0), seed=12, dtype=dtype)
     inv = 1.0 / g.scale * torch.where(torch.rand(500, 1, generator=torch.Generator().manual_seed(1)) < 0.3, -1.0, 1.0).to(dtype)
@@ -137,7 +137,7 @@ def test_fused_projection_matches_reference(dtype):
 
 
 def test_projection_from_inverse_scales_matches():
-    from imagegs.render import project
+    from imagegs.renderer import project
     from conftest import random_gaussians
 
     g = random_gaussians(20, 30, 40, seed=11)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imagegs import Gaussians, render
-from imagegs.render import project, rasterize
+from imagegs.renderer import project, rasterize
 
 from conftest import random_gaussians
 
@@ -14,7 +14,7 @@ from conftest import random_gaussians
 def _forward_backward(g, backend, top_k, height=None, width=None, seed=1):
     params = [t.detach().clone().requires_grad_() for t in (g.xy, g.scale, g.rot, g.color)]
     gg = Gaussians(*params, g.height, g.width)
-    # point-sampled: the training kernel has no anti-aliasing amplitudes (test_decode.py covers them)
+    # point-sampled: the training kernel has no anti-aliasing amplitudes (test_forward.py covers them)
     img = render(gg, height, width, top_k=top_k, backend=backend, antialias=False)
     cot = torch.randn(img.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(img.dtype)
     (img * cot).sum().backward()
@@ -97,20 +97,20 @@ def test_backward_selects_what_the_forward_blended(dtype, top_k):
     # the forward's bit for bit, i.e. every pixel selects exactly min(K, tile-list length) entries
     import numba
     import numpy as np
-    from imagegs.render import _backward, _decode
-    from imagegs.render.decode import _key_proto, prepare, training_outputs
+    from imagegs.renderer import _backward, _forward
+    from imagegs.renderer.forward import _key_proto, prepare, training_outputs
     g = random_gaussians(3000, 100, 120, scale=(0.5, 12.0), seed=5, dtype=dtype)
     h, w = g.height, g.width
     means, conics, radii = project(g.xy, g.scale, g.rot, height=h, width=w, native_height=h, native_width=w)
     m, con, qo, col, offsets, ids = prepare(means, conics, g.color, radii, None, h, w)
     blend, kth, won = training_outputs(m, col.shape[1], len(offsets) - 1, len(ids))
     out = np.empty((col.shape[1], h, w), m.dtype)
-    stats = np.empty((len(offsets) - 1, _decode.NSTATS), np.int64)
-    _decode.decode(m, con, qo, col, offsets, ids, h, w, top_k, 1e-4, 0, 0, w, h, out, stats, _key_proto(m),
-                   _decode.LANES, numba.get_num_threads(), blend, kth, won)
+    stats = np.empty((len(offsets) - 1, _forward.NSTATS), np.int64)
+    _forward.forward(m, con, qo, col, offsets, ids, h, w, top_k, 1e-4, 0, 0, w, h, out, stats, _key_proto(m),
+                   _forward.LANES, numba.get_num_threads(), blend, kth, won)
     grad = np.random.default_rng(0).standard_normal(out.shape).astype(m.dtype)
     counts = np.zeros((h, w), np.int32)
-    _backward.backward(m, con, col, offsets, ids, h, w, grad, blend, kth, won, _decode.LANES, 1, counts)
+    _backward.backward(m, con, col, offsets, ids, h, w, grad, blend, kth, won, _forward.LANES, 1, counts)
     ntx = (w + 15) // 16
     lengths = np.diff(offsets).reshape(-1, ntx)
     expect = np.minimum(np.repeat(np.repeat(lengths, 16, 0), 16, 1)[:h, :w], top_k)

@@ -5,7 +5,7 @@ from .container import load, save
 from .fit import FitConfig, fit
 from .gaussians import Gaussians
 from .io import read_image
-from .render import decode_pixels, render
+from .renderer import decode_pixels, render
 
 __all__ = ["Gaussians", "render", "decode_pixels", "fit", "FitConfig", "save", "load", "read_image"]
 __version__ = "0.1.0"

@@ -31,8 +31,8 @@ from .fit import SCHEDULES, FitConfig, fit
 from .init import as_image
 from .io import ALPHA_POLICIES, Image, read_image, to_uint8, write_images
 from .io import _LETTERS_BY_CHANNELS, _Decoded, _apply_alpha, _write_format
-from .render import BACKENDS, render
-from .render.options import add_decode_options, decode_kwargs
+from .renderer import BACKENDS, render
+from .renderer.options import add_decode_options, decode_kwargs
 
 __all__ = ["main", "build_parser", "output_size", "read_source", "set_threads", "SAMPLES"]
 

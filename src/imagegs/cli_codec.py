@@ -44,7 +44,7 @@ def _names_metadata(image) -> tuple[tuple[str, ...] | None, list | None, dict]:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .cli import CLIError, _check_output, _format_bytes, _top_k_arg, quality_8bit, read_source, set_threads
-    from .render import render
+    from .renderer import render
 
     out = Path(args.output)
     _check_output(out, "the .igs file")
@@ -99,8 +99,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     g, header = codec.decode_gaussians(data, lod=args.lod)
     h, w = output_size(g.height, g.width, out_width=args.width, out_height=args.height, scale=args.scale)
     top_k = _top_k_arg(args.top_k) if args.top_k is not None else header.top_k
-    from .render import render
-    from .render.options import decode_kwargs
+    from .renderer import render
+    from .renderer.options import decode_kwargs
 
     options = decode_kwargs(args, h, w)
     with torch.no_grad():
@@ -186,7 +186,7 @@ def add_parsers(sub, common: argparse.ArgumentParser, *, alpha_policies) -> None
     p.add_argument("--height", type=int, metavar="H", help="output height (alone: keep aspect ratio)")
     p.add_argument("--scale", type=float, metavar="S", help="scale factor > 0")
     p.add_argument("--lod", type=int, metavar="L", help="levels of detail to use (default all)")
-    from .render.options import add_decode_options
+    from .renderer.options import add_decode_options
 
     add_decode_options(p)  # --region, --no-antialias, --supersample, --filter-sigma
     p.set_defaults(func=cmd_decode)

@@ -35,7 +35,7 @@ from .gaussians import Gaussians
 from .init import as_image
 from .io import atomic_write
 from .quantize import Bits, QuantizedGaussians, dequantize, fake_quantize, quantize
-from .render import project, rasterize
+from .renderer import project, rasterize
 
 __all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "default_bits",
            "save_igs", "load_igs", "RateControlError"]
@@ -365,7 +365,7 @@ def decode(source: bytes | str | os.PathLike, *, height: int | None = None, widt
         **render_options: passed to :func:`imagegs.render` (e.g. ``backend``).
     """
     from .io import to_uint8
-    from .render import render
+    from .renderer import render
 
     g, header = decode_gaussians(source, lod=lod)
     k = header.top_k if top_k == "file" else top_k

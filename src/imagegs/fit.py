@@ -25,7 +25,7 @@ from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pi
 from .init import sample_without_replacement
 from .loss import ImageLoss
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
-from .render import BACKENDS, project, rasterize
+from .renderer import BACKENDS, project, rasterize
 
 __all__ = ["FitConfig", "fit", "SCHEDULES", "FitDivergedError"]
 

@@ -35,7 +35,7 @@ from ..fit import Adam, FitConfig, _clamp_inverse_scales, _pixel_index
 from ..init import init_positions
 from ..io import atomic_write
 from ..loss import ImageLoss
-from ..render import project, rasterize
+from ..renderer import project, rasterize
 
 __all__ = ["main", "fit_state", "run"]
 

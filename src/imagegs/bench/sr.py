@@ -119,7 +119,7 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
         return resize(x, h, w, method=method).clamp_(0, 1), info
     from .. import container
     from ..fit import fit
-    from ..render import render
+    from ..renderer import render
 
     if fit_path.exists():
         g, meta = container.load(fit_path)

@@ -106,7 +106,7 @@ def upscale(image: torch.Tensor, height: int, width: int, *, method: str = "liif
         return resize(image, height, width, method=method).clamp_(0, 1)
     if method == "gaussians":
         from ..fit import fit
-        from ..render import render
+        from ..renderer import render
 
         num = num_gaussians if num_gaussians is not None else default_gaussians(h, w)
         g = fit(image, num_gaussians=num, progress=progress, **fit_options)

@@ -280,7 +280,7 @@ def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, l
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def decode(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
+def forward(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
            stats, kproto, lanes, nworkers, blend, kth, won):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
@@ -395,7 +395,7 @@ def group_points(px, py, height, width):
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def decode_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py, order, starts, out,
+def forward_points(means, conics, qoff, colors, offsets, ids, top_k, eps, px, py, order, starts, out,
                   stats, kproto, lanes, nworkers):
     """Evaluate the blend at points (px, py) (output pixels) into ``out`` (P, C).
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from imagegs import Gaussians, decode_pixels, render
-from imagegs.render import prefilter, project, rasterize
+from imagegs.renderer import prefilter, project, rasterize
 
 from conftest import random_gaussians
 

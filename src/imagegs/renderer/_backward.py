@@ -1,6 +1,6 @@
 """The training backward of the ``cpu`` backend: gradients of the tile-based top-K blend.
 
-The forward is the decode kernel (``_decode.decode``) with its training outputs: per lane the
+The forward is the decode kernel (``_forward.forward``) with its training outputs: per lane the
 blended colour, the normaliser sum(w) + eps and the K-th selection key, and per tile-list entry a flag "is a
 winner in some lane". The backward revisits, tile by tile, only the flagged Gaussians, densely:
 for each one it recomputes q at all 256 lanes of the tile with the forward's own code
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._decode import BLOCK, LANES, SUB, _copy, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
+from ._forward import BLOCK, LANES, SUB, _copy, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
 from ._kernels import FASTMATH, TILE, _longest
 
 
@@ -31,7 +31,7 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
              nworkers, counts):
     """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
 
-    ``blend``, ``kth``, ``won``: the training forward's outputs (``_decode.decode``) for the
+    ``blend``, ``kth``, ``won``: the training forward's outputs (``_forward.forward``) for the
     same inputs; all float arrays share the model's dtype, ``kth`` holds keys of the same width.
     ``lanes`` = LANES at run time, as passed to the forward: the q and key loops must compile to
     the forward's vector code (a constant trip count can change the rounding) so that the

@@ -84,8 +84,8 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
         vals = reference.rasterize_points(means, conics, colors, radii, pts, hs, ws, top_k=k or None,
                                           eps=eps, qoff=qoff)
     else:
-        from ._decode import scale_points  # imports numba lazily
-        from .decode import points_decode
+        from ._forward import scale_points  # imports numba lazily
+        from .forward import points_forward
 
         xy_np = np.ascontiguousarray(xy64.detach().cpu().numpy())
         npt = xy_np.shape[0] * sy * sx
@@ -94,7 +94,7 @@ def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width:
         status = scale_points(xy_np, float(ws), float(hs), sy, sx, px, py)
         if status:
             _bad_values(xy64, status)
-        vals = points_decode(means, conics, colors, radii, (px, py), hs, ws, top_k=k, eps=eps, qoff=qoff)
+        vals = points_forward(means, conics, colors, radii, (px, py), hs, ws, top_k=k, eps=eps, qoff=qoff)
     if sy * sx == 1:
         return vals
     p, c = xy64.shape[0], colors.shape[1]

@@ -1,5 +1,5 @@
 """Shared pieces of the ``cpu`` backend's Numba kernels: tile binning and the vector primitives
-that the forward (``_decode``) and backward (``_backward``) kernels are built from.
+that the forward (``_forward``) and backward (``_backward``) kernels are built from.
 
 - Binning tests each Gaussian's circle against the tiles of its range once (exact
   circle/rectangle test) and sorts the hits by tile, giving CSR arrays ``offsets`` (T + 1) and

@@ -5,7 +5,7 @@ covariances with the per-axis resolution ratio, so non-integer scales and other 
 and rasterises them with one of two backends that compute the same function:
 
 - ``reference``: pure PyTorch, any device (the specification, and the GPU path for now);
-- ``cpu``: fused, parallel Numba kernels: one forward kernel (``_decode``) for decoding, regions,
+- ``cpu``: fused, parallel Numba kernels: one forward kernel (``_forward``) for decoding, regions,
   points and training (then it also keeps what the hand-written backward, ``_backward``, needs).
 
 Below the native size, ``antialias`` prefilters each Gaussian by the output pixel's footprint
@@ -88,7 +88,7 @@ def _resolve_backend(backend: str, device: torch.device, grad: bool, special: st
     if device.type != "cpu":
         raise ValueError("the 'cpu' backend needs CPU tensors; use backend='reference' on other devices")
     if not grad:
-        return "decode"
+        return "forward"
     if special:
         raise ValueError(f"the 'cpu' backend cannot differentiate {special}; use backend='reference' "
                          "or torch.no_grad()")
@@ -114,10 +114,10 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, r
     if backend == "reference":
         return reference.rasterize(means, conics, colors, radii, height, width, top_k=k or None, eps=eps,
                                    qoff=qoff, region=region)
-    if backend == "decode":
-        from .decode import rasterize_decode  # imports numba lazily
+    if backend == "forward":
+        from .forward import rasterize_forward  # imports numba lazily
 
-        return rasterize_decode(means, conics, colors, radii, height, width, top_k=k, eps=eps,
+        return rasterize_forward(means, conics, colors, radii, height, width, top_k=k, eps=eps,
                                 qoff=qoff, region=region)
     from ._autograd import RasterizeCPU  # imports numba lazily
 

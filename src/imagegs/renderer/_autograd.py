@@ -1,6 +1,6 @@
 """torch.autograd.Function around the Numba kernels (the ``cpu`` backend).
 
-The forward is the decode kernel (``_decode.decode``), which also keeps what the backward needs
+The forward is the decode kernel (``_forward.forward``), which also keeps what the backward needs
 (per lane the blended colour, sum(w) + eps and the K-th key, per tile entry a winner flag);
 the backward is ``_backward.backward``.
 """
@@ -11,8 +11,8 @@ import numba
 import numpy as np
 import torch
 
-from . import _backward, _decode
-from .decode import _key_proto, no_training_outputs, prepare, training_outputs
+from . import _backward, _forward
+from .forward import _key_proto, no_training_outputs, prepare, training_outputs
 
 
 class RasterizeCPU(torch.autograd.Function):
@@ -27,9 +27,9 @@ class RasterizeCPU(torch.autograd.Function):
         else:
             blend, kth, won = no_training_outputs(m)
         out = np.empty((col.shape[1], height, width), m.dtype)
-        counts = np.empty((ntiles, _decode.NSTATS), np.int64)
-        _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, eps, 0, 0, width, height, out,
-                       counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), blend, kth, won)
+        counts = np.empty((ntiles, _forward.NSTATS), np.int64)
+        _forward.forward(m, con, qo, col, offsets, ids, height, width, top_k, eps, 0, 0, width, height, out,
+                       counts, _key_proto(m), _forward.LANES, numba.get_num_threads(), blend, kth, won)
         ctx.state = (m, con, col, offsets, ids, height, width, out, blend, kth, won)
         ctx.colors_dtype = colors.dtype
         return torch.from_numpy(out)
@@ -39,7 +39,7 @@ class RasterizeCPU(torch.autograd.Function):
         m, con, col, offsets, ids, height, width, out, blend, kth, won = ctx.state
         go = grad_out.detach().to(torch.from_numpy(out).dtype).contiguous().numpy()
         gm, gcon, gcol = _backward.backward(m, con, col, offsets, ids, height, width, go, blend, kth, won,
-                                            _decode.LANES, numba.get_num_threads(),
+                                            _forward.LANES, numba.get_num_threads(),
                                             np.zeros((0, 0), np.int32))
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)

@@ -1,4 +1,4 @@
-"""NumPy/torch glue around the forward-only decode kernels (``_decode.py``)."""
+"""NumPy/torch glue around the forward-only decode kernels (``_forward.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import torch
 
-from . import _decode, _kernels
+from . import _forward, _kernels
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
@@ -25,16 +25,16 @@ def prepare(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, rad
 
 def training_outputs(m: np.ndarray, ncol: int, ntiles: int, nentries: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(blend, kth, won) for ``_decode.decode`` to keep what the backward needs: per block (tile x
+    """(blend, kth, won) for ``_forward.forward`` to keep what the backward needs: per block (tile x
     SUB^2) the blended colour and normaliser (ncol + 1 rows) and the K-th keys, in lane order, and
     a zeroed winner flag per tile-list entry (``nentries``)."""
-    nblk = ntiles * _decode.SUB ** 2
-    return (np.empty((nblk, ncol + 1, _decode.LANES), m.dtype),
-            np.empty((nblk, _decode.LANES), _key_proto(m).dtype), np.zeros(nentries, np.uint8))
+    nblk = ntiles * _forward.SUB ** 2
+    return (np.empty((nblk, ncol + 1, _forward.LANES), m.dtype),
+            np.empty((nblk, _forward.LANES), _key_proto(m).dtype), np.zeros(nentries, np.uint8))
 
 
 def no_training_outputs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Empty (blend, kth, won) for ``_decode.decode``: keep nothing for a backward pass."""
+    """Empty (blend, kth, won) for ``_forward.forward``: keep nothing for a backward pass."""
     return training_outputs(m, ncol=-1, ntiles=0, nentries=0)  # shapes (0, 0, LANES), (0, LANES), (0,)
 
 
@@ -43,7 +43,7 @@ def _key_proto(m: np.ndarray) -> np.ndarray:
     return np.empty(0, np.int32 if m.dtype == np.float32 else np.int64)
 
 
-def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
+def rasterize_forward(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
                      height: int, width: int, *, top_k: int, eps: float, qoff: torch.Tensor | None = None,
                      region: tuple[int, int, int, int] | None = None, stats: dict | None = None
                      ) -> torch.Tensor:
@@ -54,10 +54,10 @@ def rasterize_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Te
     x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
     m, con, qo, col, offsets, ids = prepare(means, conics, colors, radii, qoff, height, width)
     out = np.empty((col.shape[1], y1 - y0, x1 - x0), m.dtype)
-    tiles = ((x1 - 1) // _decode.TILE - x0 // _decode.TILE + 1) * ((y1 - 1) // _decode.TILE - y0 // _decode.TILE + 1)
-    counts = np.empty((tiles, _decode.NSTATS), np.int64)
-    _decode.decode(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
-                   counts, _key_proto(m), _decode.LANES, numba.get_num_threads(), *no_training_outputs(m))
+    tiles = ((x1 - 1) // _forward.TILE - x0 // _forward.TILE + 1) * ((y1 - 1) // _forward.TILE - y0 // _forward.TILE + 1)
+    counts = np.empty((tiles, _forward.NSTATS), np.int64)
+    _forward.forward(m, con, qo, col, offsets, ids, height, width, top_k, float(eps), x0, y0, x1, y1, out,
+                   counts, _key_proto(m), _forward.LANES, numba.get_num_threads(), *no_training_outputs(m))
     if stats is not None:
         stats.update(work_counts(counts, (x1 - x0) * (y1 - y0)))
     return torch.from_numpy(out)
@@ -71,7 +71,7 @@ def work_counts(counts: np.ndarray, points: int) -> dict:
             "candidate_lanes": int(total[2]), "insertions": int(total[3]), "lanes": int(total[4])}
 
 
-def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
+def points_forward(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
                   points: torch.Tensor | tuple[np.ndarray, np.ndarray], height: int, width: int, *,
                   top_k: int, eps: float, qoff: torch.Tensor | None = None, stats: dict | None = None
                   ) -> torch.Tensor:
@@ -85,11 +85,11 @@ def points_decode(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tenso
     else:
         px = _np(points[:, 0], m.dtype)
         py = _np(points[:, 1], m.dtype)
-    order, starts = _decode.group_points(px, py, height, width)
+    order, starts = _forward.group_points(px, py, height, width)
     out = np.empty((px.shape[0], col.shape[1]), m.dtype)
-    counts = np.empty((len(starts) - 1, _decode.NSTATS), np.int64)
-    _decode.decode_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out, counts,
-                          _key_proto(m), _decode.LANES, numba.get_num_threads())
+    counts = np.empty((len(starts) - 1, _forward.NSTATS), np.int64)
+    _forward.forward_points(m, con, qo, col, offsets, ids, top_k, float(eps), px, py, order, starts, out, counts,
+                          _key_proto(m), _forward.LANES, numba.get_num_threads())
     if stats is not None:
         stats.update(work_counts(counts, px.shape[0]))
     return torch.from_numpy(out)
