@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from imagegs import codec
-from imagegs.cli import quality_8bit, read_source
+from imagegs.io import read_source
+from imagegs.metrics import quality_8bit
 from imagegs.io import atomic_write
 from imagegs.quantize import Bits
 

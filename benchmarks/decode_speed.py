@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/decode_speed.py --json benchmarks/results/decode_speed.json
 
 Models: the cached default fits of the shared images (``fitcache.py``: each image at a long side of
-1024, 10k Gaussians), or the .imgs files given with --models. For each model:
+1024, 10k Gaussians), or the .gsm files given with --models. For each model:
 - full decode (``render`` without gradient: projection, tile binning and the decode kernel) at
   2048x2048 (the model stretched to a square) and at a long side of 2048 (aspect kept), medians of
   --runs runs after a warm-up, with the split into projection + binning and kernel;
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
     if args.models:
-        models = [(p.stem, imagegs.load(p)[0]) for p in args.models]
+        models = [(p.stem, imagegs.load_model(p).gaussians) for p in args.models]
     else:
         models = [(p.stem, g) for p in fitcache.image_paths() if (g := fitcache.cached(p, 1)) is not None]
     rows = []

@@ -6,7 +6,7 @@
 ``downscaled(path, f)`` is that image Lanczos-downscaled by ``f`` more. ``fitted(path, f)`` fits
 ``downscaled(path, f)`` with the default settings (fast schedule, seed 0) and 10000 / f^2 Gaussians
 (the native fits' density: 10k at f = 1) once, and keeps the model as
-``<cache>/<stem>_x<f>_n<N>.imgs``. Fits run image by image (all factors of one image, then the next).
+``<cache>/<stem>_x<f>_n<N>.gsm``. Fits run image by image (all factors of one image, then the next).
 """
 
 from __future__ import annotations
@@ -53,23 +53,23 @@ def gaussians_for(factor: int, native: int = 10_000) -> int:
 
 def cached(path: Path, factor: int = 1, *, cache: Path = DEFAULT_CACHE) -> imagegs.Gaussians | None:
     """The cached fit, or None when it has not been made yet."""
-    file = cache / f"{path.stem}_x{factor}_n{gaussians_for(factor)}.imgs"
-    return imagegs.load(file)[0] if file.exists() else None
+    file = cache / f"{path.stem}_x{factor}_n{gaussians_for(factor)}.gsm"
+    return imagegs.load_model(file).gaussians if file.exists() else None
 
 
 def fitted(path: Path, factor: int = 1, *, cache: Path = DEFAULT_CACHE, num_gaussians: int | None = None
            ) -> imagegs.Gaussians:
     """The default fit of ``downscaled(path, factor)``, from the cache when there."""
     num_gaussians = gaussians_for(factor) if num_gaussians is None else num_gaussians
-    file = cache / f"{path.stem}_x{factor}_n{num_gaussians}.imgs"
+    file = cache / f"{path.stem}_x{factor}_n{num_gaussians}.gsm"
     if file.exists():
-        return imagegs.load(file)[0]
+        return imagegs.load_model(file).gaussians
     img = np.asarray(downscaled(path, factor))
     t0 = time.perf_counter()
     g = imagegs.fit(img, num_gaussians=num_gaussians)
     secs = time.perf_counter() - t0
     cache.mkdir(parents=True, exist_ok=True)
-    imagegs.save(g, file, metadata={"source": str(path), "factor": factor, "seconds": secs})
+    imagegs.save_model(g, file, metadata={"source": str(path), "factor": factor, "seconds": secs})
     print(f"fitted {file.name}: {img.shape[1]}x{img.shape[0]} in {secs:.0f} s", flush=True)
     return g
 

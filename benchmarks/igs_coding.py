@@ -1,6 +1,6 @@
 """What the .igs file costs and saves, on fitted models (no fitting here: give models and sources).
 
-For each model (a raw ``.gsm``/``.imgs`` container written by ``imagegs fit``) and its source image:
+For each model (a raw ``.gsm``/``.gsm`` container written by ``imagegs fit``) and its source image:
 - quality of the float model and of the decoded file at 16 bits, the default bits and others
   (8-bit PSNR against the source), the whole-file size against the official payload formula
   (2 b_pos + 2 b_scale + b_rot + C b_col) N / 8 bytes;
@@ -29,7 +29,8 @@ import torch
 
 import imagegs
 from imagegs import bitstream, igsfile, rangecoder
-from imagegs.cli import quality_8bit, read_source
+from imagegs.io import read_source
+from imagegs.metrics import quality_8bit
 from imagegs.codec import default_bits
 from imagegs.quantize import Bits, dequantize, quantize
 
@@ -134,7 +135,8 @@ def summary(results: list[dict]) -> dict:
 
 
 def run(model: str, image: str) -> dict:
-    g, meta = imagegs.load(model)
+    loaded = imagegs.load_model(model)
+    g, meta = loaded.gaussians, loaded.metadata
     target = read_source([image]).pixels
     n, c = g.num, g.channels
     levels = levels_of(meta, n)

@@ -35,12 +35,12 @@ def run_case(size: int, scale: int, repeats: int, weights: str | None) -> dict:
     import torch
     from skimage import data, transform
 
-    from imagegs.liif import liif_upscale, load_model
+    from imagegs.liif import liif_upscale, load_weights
     from imagegs.liif.models import make_coord
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    model = load_model(weights)
+    model = load_weights(weights)
     load_s = time.perf_counter() - t0
     img = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
     x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=benchmarks/results
 python benchmarks/schedule_curve.py --schedules fast,official --json $R/schedule_astronaut.json --plot $R/schedule_astronaut.png
-python -m imagegs.bench.speed --height 512 --width 512 --gaussians 10000 --backend cpu --steps 30 --json $R/speed_512_cpu.json
-python -m imagegs.bench.speed --height 512 --width 512 --gaussians 10000 --backend reference --steps 3 --json $R/speed_512_reference.json
-python -m imagegs.bench.speed --height 2048 --width 2048 --gaussians 10000 --backend cpu --steps 8 --json $R/speed_2048_cpu.json
+imagegs bench speed --height 512 --width 512 --gaussians 10000 --backend cpu --steps 30 --json $R/speed_512_cpu.json
+imagegs bench speed --height 512 --width 512 --gaussians 10000 --backend reference --steps 3 --json $R/speed_512_reference.json
+imagegs bench speed --height 2048 --width 2048 --gaussians 10000 --backend cpu --steps 8 --json $R/speed_2048_cpu.json
 python benchmarks/fit_2048.py --json $R/fit_2048.json
 python benchmarks/fit_images.py --images ../shared/data/images --json $R/fit_images.json
 # Decoding (issue 3): the fits of the 10 images (and of their 1/2, 1/3, 1/4 downscales) are cached

@@ -1,16 +1,17 @@
-"""``python -m imagegs.bench.speed`` on a tiny state: the JSON record has every field."""
+"""``imagegs bench speed`` on a tiny state: the JSON record has every field."""
 
 import json
 
 import pytest
 
 from imagegs.bench import speed
+from imagegs.cli import main
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_speed_json(tmp_path, capsys, backend):
     path = tmp_path / "out" / "speed.json"
-    rc = speed.main(["--height", "24", "--width", "20", "--gaussians", "30", "--backend", backend,
+    rc = main(["bench", "speed", "--height", "24", "--width", "20", "--gaussians", "30", "--backend", backend,
                      "--steps", "2", "--repeats", "2", "--channels", "4", "--json", str(path)])
     assert rc == 0
     out = capsys.readouterr().out
@@ -42,6 +43,7 @@ def test_step_updates_parameters():
 
 
 def test_rejects_bad_options(capsys):
-    with pytest.raises(SystemExit) as e:
-        speed.main(["--height", "4", "--width", "4", "--gaussians", "100"])
-    assert e.value.code == 2
+    assert main(["bench", "speed", "--height", "4", "--width", "4", "--gaussians", "100"]) == 2
+    assert "--gaussians 100 is more than the 4x4 image" in capsys.readouterr().err
+    assert main(["bench", "speed", "--top-k", "65"]) == 2
+    assert "argument --top-k: must be an integer from 0 (whole tile) to 64" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from imagegs.bench import sr
 from imagegs.cli import main
 from imagegs.io import write_image
-from imagegs.liif.weights import save_model
+from imagegs.liif.weights import save_weights
 
 from test_liif_models import tiny
 
@@ -55,7 +55,7 @@ def folder(tmp_path):
 
 
 def test_run_resume_and_outputs(tmp_path, folder, monkeypatch):
-    weights = save_model(tiny(), tmp_path / "tiny.pth")
+    weights = save_weights(tiny(), tmp_path / "tiny.pth")
     kw = dict(images=str(folder), samples=[], scales=[2, 3], weights=str(weights),
               work_dir=tmp_path / "work", out_dir=tmp_path / "out", progress=False)
     summary = sr.run(methods=["liif", "bicubic", "lanczos", "gaussians"], max_gaussians=40,

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from imagegs import cli, load
-from imagegs.cli import CLIError, main, output_size, read_source
+from imagegs import load_model
+from imagegs.cli import main
+from imagegs.defaults import output_size
+from imagegs.io import ImageReadError, read_source
 from imagegs.metrics import psnr
 
 
@@ -30,7 +32,7 @@ def fitted(tmp_path_factory):
     d = tmp_path_factory.mktemp("fit")
     png = d / "in.png"
     PILImage.fromarray(_smooth_rgb(32, 32)).save(png)
-    model = d / "in.imgs"
+    model = d / "in.gsm"
     rc = main(["fit", str(png), "-o", str(model), "--gaussians", "50", "--steps", "30", "--quiet",
                "--render", str(d / "fit_render.png")])
     assert rc == 0
@@ -39,7 +41,8 @@ def fitted(tmp_path_factory):
 
 def test_fit_writes_model_and_metadata(fitted):
     png, model, d = fitted
-    g, meta = load(model)
+    loaded = load_model(model)
+    g, meta = loaded.gaussians, loaded.metadata
     assert (g.num, g.height, g.width, g.channel_names, g.groups) == (50, 32, 32, ("R", "G", "B"), [("in", 3)])
     assert meta["source"] == [str(png)] and meta["groups"] == [["in", 3]] and meta["bit_depths"] == [8]
     assert meta["channel_names"] == ["R", "G", "B"] and meta["steps"] == 30 and meta["seconds"] > 0
@@ -80,10 +83,10 @@ def test_texture_stack(tmp_path, capsys):
     folder.mkdir()
     PILImage.fromarray(_smooth_rgb(16, 16)).save(folder / "albedo.png")
     PILImage.fromarray(_smooth_rgb(16, 16)[..., 0]).save(folder / "gloss.png")
-    model = tmp_path / "m.imgs"
+    model = tmp_path / "m.gsm"
     rc, out, _ = _run(capsys, "fit", folder, "-o", model, "--gaussians", "30", "--steps", "5", "--quiet")
     assert rc == 0 and "Gaussians  30" in out
-    assert load(model)[0].groups == [("albedo", 3), ("gloss", 1)]
+    assert load_model(model).gaussians.groups == [("albedo", 3), ("gloss", 1)]
     rc, out, _ = _run(capsys, "render", model, "-o", tmp_path / "out.png", "--scale", "2")
     assert rc == 0
     assert sorted(p.name for p in tmp_path.glob("out*.png")) == ["out_albedo.png", "out_gloss.png"]
@@ -94,7 +97,7 @@ def test_texture_stack(tmp_path, capsys):
 def _errors(tmp_path, fitted):
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not an image")
-    corrupt = tmp_path / "corrupt.imgs"
+    corrupt = tmp_path / "corrupt.gsm"
     data = bytearray(fitted[1].read_bytes())
     data[-10] ^= 0xFF
     corrupt.write_bytes(bytes(data))
@@ -103,15 +106,15 @@ def _errors(tmp_path, fitted):
     model, png = fitted[1], fitted[0]
     out = tmp_path / "o.png"
     return {
-        "missing image": ["fit", tmp_path / "nope.png", "-o", tmp_path / "m.imgs"],
-        "garbage image": ["fit", garbage, "-o", tmp_path / "m.imgs"],
-        "gaussians 0": ["fit", png, "-o", tmp_path / "m.imgs", "--gaussians", "0"],
-        "too many gaussians": ["fit", png, "-o", tmp_path / "m.imgs", "--gaussians", "5000"],
-        "unknown sample": ["fit", "skimage:no_such_image", "-o", tmp_path / "m.imgs"],
-        "bad top-k": ["fit", png, "-o", tmp_path / "m.imgs", "--top-k", "99"],
-        "unwritable output": ["fit", png, "-o", not_dir / "m.imgs"],
-        "bad render extension": ["fit", png, "-o", tmp_path / "m.imgs", "--render", tmp_path / "r.xyz"],
-        "missing model": ["render", tmp_path / "nope.imgs", "-o", out],
+        "missing image": ["fit", tmp_path / "nope.png", "-o", tmp_path / "m.gsm"],
+        "garbage image": ["fit", garbage, "-o", tmp_path / "m.gsm"],
+        "gaussians 0": ["fit", png, "-o", tmp_path / "m.gsm", "--gaussians", "0"],
+        "too many gaussians": ["fit", png, "-o", tmp_path / "m.gsm", "--gaussians", "5000"],
+        "unknown sample": ["fit", "skimage:no_such_image", "-o", tmp_path / "m.gsm"],
+        "bad top-k": ["fit", png, "-o", tmp_path / "m.gsm", "--top-k", "99"],
+        "unwritable output": ["fit", png, "-o", not_dir / "m.gsm"],
+        "bad render extension": ["fit", png, "-o", tmp_path / "m.gsm", "--render", tmp_path / "r.xyz"],
+        "missing model": ["render", tmp_path / "nope.gsm", "-o", out],
         "corrupt model": ["render", corrupt, "-o", out],
         "not a model": ["info", png],
         "scale 0": ["render", model, "-o", out, "--scale", "0"],
@@ -137,20 +140,39 @@ def test_errors_are_one_line(fitted, tmp_path, capsys, case):
     assert rc == 2, err
     assert err.startswith("imagegs: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and out == ""
-    assert not (tmp_path / "m.imgs").exists() and not (tmp_path / "o.png").exists()
+    assert not (tmp_path / "m.gsm").exists() and not (tmp_path / "o.png").exists()
 
 
-def test_usage_error_exits_2(capsys):
+def test_usage_error_exits_2_with_one_line(capsys):
     assert main(["render"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("imagegs: error: the following arguments are required: MODEL.gsm, -o/--output "
+                   "(see 'imagegs render --help')\n")
     assert main(["frobnicate"]) == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'frobnicate'" in err and "'imagegs --help'" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "astronaut", "-o", "m.gsm", "--seed", "-1"], "argument --seed: must be a non-negative integer, got -1"),
+    (["encode", "astronaut", "-o", "m.igs", "--qat", "2"], "argument --qat: must be a number from 0 to 1, got 2"),
+    (["encode", "astronaut", "-o", "m.igs", "--bpp", "0"], "argument --bpp: must be a finite number > 0, got 0"),
+    (["render", "m.gsm", "-o", "o.png", "--filter-sigma", "-1"], "argument --filter-sigma: must be a finite number >= 0"),
+    (["render", "m.gsm", "-o", "o.png", "--top-k", "99"], "argument --top-k: must be an integer from 0 (whole tile) to 64"),
+    (["decode", "m.igs", "-o", "o.png", "--supersample", "0"], "argument --supersample: must be a positive integer, got 0"),
+])
+def test_bad_options_name_the_option(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
 
 
 def test_interrupt_exits_130_without_output(fitted, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "fit", interrupted)
-    rc, _, err = _run(capsys, "fit", fitted[0], "-o", tmp_path / "m.imgs", "--gaussians", "10", "--quiet")
+    monkeypatch.setattr(sys.modules["imagegs.fit"], "fit", interrupted)
+    rc, _, err = _run(capsys, "fit", fitted[0], "-o", tmp_path / "m.gsm", "--gaussians", "10", "--quiet")
     assert rc == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -162,7 +184,7 @@ def test_output_size():
     assert output_size(100, 200, out_height=50) == (50, 100)
     assert output_size(100, 200, scale=1e-9) == (1, 1)
     for kwargs in (dict(scale=float("inf")), dict(scale=-1.0), dict(out_width=2**15, out_height=2**14)):
-        with pytest.raises(CLIError):
+        with pytest.raises(ValueError):
             output_size(100, 200, **kwargs)
 
 
@@ -173,7 +195,7 @@ def test_read_source_samples():
     logo = read_source(["skimage:logo"], alpha="white")
     assert logo.pixels.shape[0] == 3 and logo.channel_names == ("R", "G", "B")
     assert read_source(["skimage:shepp_logan_phantom"]).bit_depths == [16]
-    with pytest.raises(CLIError, match="only IMAGE"):
+    with pytest.raises(ImageReadError, match="only image"):
         read_source(["astronaut", "skimage:coffee"])
 
 

@@ -1,5 +1,7 @@
 """Image -> .igs -> image: quantisation-aware fitting, rate control, decoding, the CLI."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -170,14 +172,43 @@ def test_rate_control_errors(coffee):
 
 def test_decode_sizes_lod_and_gaussians(coffee):
     enc = codec.compress(coffee, num_gaussians=300, max_steps=100, bits=16)
-    g, h = codec.decode_gaussians(enc.data)
+    g = codec.decode_gaussians(enc.data)
     torch.testing.assert_close(g.xy, enc.gaussians.xy)
+    assert codec.read_igs_header(enc.data).num == g.num == enc.num
     assert codec.decode(enc.data, height=96, width=144).shape == (96, 144, 3)
     full = _psnr(codec.decode(enc.data), coffee)
     coarse = _psnr(codec.decode(enc.data, lod=1), coffee)
     assert coarse < full
     img = codec.decode(enc.data, as_uint8=False)
     assert img.shape == (3, 48, 72) and img.dtype == torch.float32
+
+
+def test_decode_caps_pixels_and_errors_name_the_file(coffee, tmp_path):
+    """A small file whose header claims a huge size is refused before any allocation (default cap
+    2^28 pixels, as the command line), unless max_pixels is raised; errors name the user's file."""
+    enc = codec.compress(coffee, num_gaussians=50, max_steps=20)
+    path = codec.save_igs(enc.data, tmp_path / "c.igs")
+    with pytest.raises(ValueError, match="over the limit of 268,435,456 pixels"):
+        codec.decode(path, height=20000, width=20000)
+    assert codec.decode(path, height=4, width=6, max_pixels=24).shape == (4, 6, 3)
+    with pytest.raises(ValueError, match="over the limit of 23 pixels"):
+        codec.decode(path, height=4, width=6, max_pixels=23)
+    cut = tmp_path / "cut.igs"
+    cut.write_bytes(enc.data[:-10])
+    for fn in (codec.decode, codec.decode_gaussians, codec.read_igs_header, codec.load_igs):
+        with pytest.raises(igsfile.IGSFileError, match=f"^{re.escape(str(cut))}: truncated file: "):
+            fn(cut)
+    text = tmp_path / "text.igs"
+    text.write_text("hello")
+    with pytest.raises(igsfile.IGSFileError, match=f"^{re.escape(str(text))}: not an .igs file"):
+        codec.decode(text)
+
+
+def test_encoded_repr_is_a_summary(coffee):
+    enc = codec.compress(coffee, num_gaussians=50, max_steps=20)
+    text = repr(enc)
+    assert text.startswith(f"Encoded({len(enc.data):,} bytes, ") and "50 Gaussians" in text
+    assert "tensor" not in text and len(text) < 200
 
 
 def test_cli_encode_decode_info(tmp_path, coffee, capsys):

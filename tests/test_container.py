@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from imagegs import Gaussians
 from imagegs import container
-from imagegs.container import FORMAT_VERSION, MAGIC, ModelFileError, load, save
+from imagegs.container import FORMAT_VERSION, MAGIC, ModelFileError, load_model, save_model
 
 
 def _gaussians(n=5, channels=3, *, names=None, groups=None, seed=0, height=48, width=64):
@@ -63,16 +63,16 @@ def _build(header, payload: bytes, *, magic=MAGIC, version=FORMAT_VERSION, flags
 def small(tmp_path):
     """A small valid file: (path, bytes, header, payload)."""
     g = _gaussians(3, 3, names=("R", "G", "B"), groups=[("rgb", 3)])
-    p = save(g, tmp_path / "small.imgs", metadata={"psnr": 31.5, "bits": [8, 8, 8]})
+    p = save_model(g, tmp_path / "small.gsm", metadata={"psnr": 31.5, "bits": [8, 8, 8]})
     data = p.read_bytes()
     return p, data, *_split(data)
 
 
 def _load_error(tmp_path, data: bytes, match: str) -> ModelFileError:
-    p = tmp_path / "bad.imgs"
+    p = tmp_path / "bad.gsm"
     p.write_bytes(data)
     with pytest.raises(ModelFileError, match=match) as info:
-        load(p)
+        load_model(p)
     assert str(p) in str(info.value)  # every message names the file
     return info.value
 
@@ -93,9 +93,10 @@ def test_round_trip_exact(tmp_path, channels, n, annotated):
     g = _gaussians(n, channels, names=names, groups=groups)
     if n:
         g.rot[0] = -0.0  # sign of zero survives
-    p = save(g, tmp_path / "m.imgs", metadata=metadata)
-    assert p == tmp_path / "m.imgs"
-    g2, meta2 = load(p)
+    p = save_model(g, tmp_path / "m.gsm", metadata=metadata)
+    assert p == tmp_path / "m.gsm"
+    loaded = load_model(p)
+    g2, meta2 = loaded.gaussians, loaded.metadata
     _assert_same(g, g2)
     assert meta2 == (metadata or {})
     assert isinstance(g2.channel_names, tuple) or g2.channel_names is None
@@ -107,14 +108,15 @@ def test_round_trip_str_path_grad_and_float64(tmp_path):
     g = _gaussians(4, 2)
     g64 = Gaussians(g.xy.double().requires_grad_(), g.scale.double(), g.rot.double(), g.color.double(),
                     g.height, g.width)
-    p = save(g64, str(tmp_path / "m.imgs"))
+    p = save_model(g64, str(tmp_path / "m.gsm"))
     assert isinstance(p, Path)
-    g2, meta = load(str(p))
+    loaded = load_model(str(p))
+    g2, meta = loaded.gaussians, loaded.metadata
     _assert_same(g, g2)  # stored as float32: the float32 model comes back exactly
     assert meta == {}
     # overwriting an existing file works
-    save(_gaussians(2, 2, seed=1), p)
-    assert load(p)[0].num == 2
+    save_model(_gaussians(2, 2, seed=1), p)
+    assert load_model(p).gaussians.num == 2
 
 
 def test_layout_is_as_documented(small):
@@ -128,15 +130,16 @@ def test_layout_is_as_documented(small):
     n, c = header["num"], header["channels"]
     assert header["arrays"] == [{"name": "xy", "shape": [n, 2]}, {"name": "scale", "shape": [n, 2]},
                                 {"name": "rot", "shape": [n]}, {"name": "color", "shape": [n, c]}]
-    g, _ = load(p)
+    loaded = load_model(p)
+    g, _ = loaded.gaussians, loaded.metadata
     expected = b"".join(getattr(g, k).numpy().astype("<f4").tobytes() for k in ("xy", "scale", "rot", "color"))
     assert payload == expected and len(payload) == 4 * n * (5 + c)
     assert len(data) == 16 + hlen + len(payload) + 4
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
     # a file assembled by hand from the documented parts loads too
-    p2 = p.with_name("rebuilt.imgs")
+    p2 = p.with_name("rebuilt.gsm")
     p2.write_bytes(_build(header, payload))
-    _assert_same(g, load(p2)[0])
+    _assert_same(g, load_model(p2).gaussians)
 
 
 # ----------------------------------------------------------------------------- save refuses junk
@@ -152,7 +155,7 @@ def test_save_rejects_invalid_model_and_writes_nothing(tmp_path, mutate, match):
     g = _gaussians(3, 3)
     mutate(g)
     with pytest.raises(ValueError, match=match):
-        save(g, tmp_path / "m.imgs")
+        save_model(g, tmp_path / "m.gsm")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -161,7 +164,7 @@ def test_save_rejects_float64_overflow(tmp_path):
     g = Gaussians(g.xy.double(), g.scale.double(), g.rot.double(), g.color.double(), 4, 4)
     g.color[0, 0] = 1e300  # finite in float64, inf in float32
     with pytest.raises(ValueError, match="non-finite"):
-        save(g, tmp_path / "m.imgs")
+        save_model(g, tmp_path / "m.gsm")
 
 
 @pytest.mark.parametrize("metadata, exc", [
@@ -170,7 +173,7 @@ def test_save_rejects_float64_overflow(tmp_path):
 ])
 def test_save_rejects_bad_metadata(tmp_path, metadata, exc):
     with pytest.raises(exc):
-        save(_gaussians(2, 1), tmp_path / "m.imgs", metadata=metadata)
+        save_model(_gaussians(2, 1), tmp_path / "m.gsm", metadata=metadata)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -178,7 +181,7 @@ def test_save_rejects_oversized_model(tmp_path):
     g = _gaussians(1, 1)
     g.height = 2**20 + 1
     with pytest.raises(ValueError, match="native size"):
-        save(g, tmp_path / "m.imgs")
+        save_model(g, tmp_path / "m.gsm")
 
 
 # ------------------------------------------------------------------------- load trusts nothing
@@ -316,7 +319,8 @@ def test_crc_mismatch(tmp_path, small):
 ])
 def test_bad_values(tmp_path, small, array, index, value, match):
     p, _, header, payload = small
-    g, _ = load(p)
+    loaded = load_model(p)
+    g, _ = loaded.gaussians, loaded.metadata
     arrays = {k: getattr(g, k).numpy().copy() for k in ("xy", "scale", "rot", "color")}
     arrays[array][index] = value
     bad = b"".join(arrays[k].astype("<f4").tobytes() for k in ("xy", "scale", "rot", "color"))
@@ -325,16 +329,16 @@ def test_bad_values(tmp_path, small, array, index, value, match):
 
 def test_every_truncation_fails(tmp_path, small):
     _, data, _, _ = small
-    p = tmp_path / "cut.imgs"
+    p = tmp_path / "cut.gsm"
     for n in range(len(data)):
         p.write_bytes(data[:n])
         with pytest.raises(ModelFileError, match=str(p)):
-            load(p)
+            load_model(p)
 
 
 def test_missing_file_is_an_os_error(tmp_path):
     with pytest.raises(FileNotFoundError):
-        load(tmp_path / "nope.imgs")
+        load_model(tmp_path / "nope.gsm")
 
 
 # ------------------------------------------------------------------------------------- fuzzing
@@ -345,11 +349,11 @@ _VALID = container._encode(_gaussians(4, 3, names=("R", "G", "B")), {"psnr": 30.
 
 def _load_fuzzed(tmp_path: Path, data: bytes) -> None:
     """Load ``data``: only ModelFileError may escape, and memory stays small."""
-    p = tmp_path / "fuzz.imgs"
+    p = tmp_path / "fuzz.gsm"
     p.write_bytes(data)
     tracemalloc.start()
     try:
-        load(p)  # a flip that keeps the CRC valid is (astronomically) rare; success is allowed
+        load_model(p)  # a flip that keeps the CRC valid is (astronomically) rare; success is allowed
     except ModelFileError as e:
         assert str(p) in str(e)
     finally:
@@ -426,8 +430,8 @@ class _HalfWriter:
 
 @pytest.mark.parametrize("failure", ["write", "fsync", "replace", "interrupt"])
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch, failure):
-    target = tmp_path / "model.imgs"
-    save(_gaussians(3, 3), target, metadata={"v": "old"})
+    target = tmp_path / "model.gsm"
+    save_model(_gaussians(3, 3), target, metadata={"v": "old"})
     old = target.read_bytes()
 
     real_fdopen = os.fdopen
@@ -451,12 +455,12 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch, failure):
         exc = KeyboardInterrupt
 
     with pytest.raises(exc):
-        save(_gaussians(50, 9, seed=3), target, metadata={"v": "new"})
+        save_model(_gaussians(50, 9, seed=3), target, metadata={"v": "new"})
     monkeypatch.undo()
     assert target.read_bytes() == old
-    assert load(target)[1] == {"v": "old"}
+    assert load_model(target).metadata == {"v": "old"}
     _no_temp_files(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["model.imgs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model.gsm"]
 
 
 def test_atomic_write_failure_without_old_file(tmp_path, monkeypatch):
@@ -464,16 +468,16 @@ def test_atomic_write_failure_without_old_file(tmp_path, monkeypatch):
         raise OSError("boom")
     monkeypatch.setattr(container.os, "replace", replace)
     with pytest.raises(OSError, match="boom"):
-        save(_gaussians(3, 3), tmp_path / "new.imgs")
+        save_model(_gaussians(3, 3), tmp_path / "new.gsm")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_write_keeps_mode(tmp_path):
-    target = tmp_path / "m.imgs"
-    save(_gaussians(2, 1), target)
+    target = tmp_path / "m.gsm"
+    save_model(_gaussians(2, 1), target)
     assert target.stat().st_mode & 0o777 == 0o644
     target.chmod(0o600)
-    save(_gaussians(2, 1), target)
+    save_model(_gaussians(2, 1), target)
     assert target.stat().st_mode & 0o777 == 0o600
     _no_temp_files(tmp_path)

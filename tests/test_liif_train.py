@@ -9,7 +9,7 @@ import torch
 from imagegs.cli import main
 from imagegs.io import write_image
 from imagegs.liif import train as T
-from imagegs.liif.weights import load_model, save_model
+from imagegs.liif.weights import load_weights, save_weights
 
 from test_liif_models import TINY, tiny
 
@@ -70,7 +70,7 @@ def test_loss_falls(tmp_path, images):
     assert len(losses) == 40
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
     assert (tmp_path / "run" / "model.pth").exists() and (tmp_path / "run" / "last.pth").exists()
-    load_model(tmp_path / "run" / "model.pth")  # a loadable checkpoint in the official layout
+    load_weights(tmp_path / "run" / "model.pth")  # a loadable checkpoint in the official layout
 
 
 def test_resume_gives_the_same_weights(tmp_path, images):
@@ -86,7 +86,7 @@ def test_resume_gives_the_same_weights(tmp_path, images):
 
 def test_fine_tune_starts_from_the_checkpoint(tmp_path, images):
     cfg = tiny_config(tmp_path, steps=1)
-    start = save_model(tiny(seed=5), tmp_path / "start.pth")
+    start = save_weights(tiny(seed=5), tmp_path / "start.pth")
     result = T.train(images, tmp_path / "ft", config={**cfg, "optimizer": {"name": "adam", "lr": 1e-9}},
                      init=start, progress=False)
     for a, b in zip(tiny(seed=5).state_dict().values(), result["model"].state_dict().values()):

@@ -7,9 +7,10 @@ from PIL import Image as PILImage
 
 from imagegs.cli import main
 from imagegs.io import read_image, write_image
-from imagegs.liif import liif_upscale, resize, upscale
+from imagegs.liif import liif_upscale, resize
+from imagegs.upscaling import upscale
 from imagegs.liif.models import make_coord
-from imagegs.liif.weights import save_model
+from imagegs.liif.weights import save_weights
 
 from test_liif_models import tiny
 
@@ -49,8 +50,21 @@ def test_upscale_channels(small_rgb):
     torch.testing.assert_close(out[3], resize(rgba[3:], 40, 48).clamp(0, 1)[0])
     with pytest.raises(ValueError, match="1-4 channels"):
         upscale(torch.rand(5, 8, 8), 16, 16, model=model)
-    with pytest.raises(ValueError, match="needs a model"):
-        upscale(small_rgb, 40, 48)
+    with pytest.raises(ValueError, match="give the output size"):
+        upscale(small_rgb, model=model)
+
+
+def test_upscale_takes_any_image_input_and_default_weights(small_rgb, monkeypatch, tmp_path):
+    """A path, an Image, an array and a tensor give the same result; no model = the official weights."""
+    from imagegs.io import read_image, write_image
+    from imagegs.liif import weights
+
+    monkeypatch.setattr(weights, "load_weights", lambda *a, **k: tiny())  # no download in tests
+    path = write_image(small_rgb, tmp_path / "in.png")
+    u8 = read_image(path)
+    expected = upscale(u8.pixels, 40, 48)
+    for image in (path, str(path), u8, u8.pixels.permute(1, 2, 0).numpy()):
+        torch.testing.assert_close(upscale(image, scale=2), expected)
     with pytest.raises(ValueError, match="unknown method"):
         upscale(small_rgb, 40, 48, method="nearest")
 
@@ -73,7 +87,7 @@ def test_gaussians_method_fits_and_renders(small_rgb):
 
 def test_cli_upscale(tmp_path, small_rgb, capsys):
     src = write_image(small_rgb, tmp_path / "in.png")
-    weights = save_model(tiny(), tmp_path / "tiny.pth")
+    weights = save_weights(tiny(), tmp_path / "tiny.pth")
     out = tmp_path / "out.png"
     assert main(["upscale", str(src), "-o", str(out), "--scale", "2.5", "--weights", str(weights),
                  "--quiet", "--batch", "100"]) == 0
@@ -90,12 +104,12 @@ def test_cli_upscale(tmp_path, small_rgb, capsys):
 @pytest.mark.parametrize("args, message", [
     ([], "give the output size"),
     (["--scale", "2", "--width", "10"], "not both"),
-    (["--scale", "-1"], "--scale must be"),
+    (["--scale", "-1"], "argument --scale: must be a finite number > 0"),
     (["--scale", "2", "--method", "bicubic", "--weights", "x.pth"], "--weights is for --method liif"),
     (["--scale", "2", "--gaussians", "10"], "--gaussians is for --method gaussians"),
     (["--scale", "2", "--method", "gaussians", "--gaussians", "100000"], "--gaussians must be"),
     (["--scale", "2", "--weights", "missing.pth"], "no such checkpoint"),
-    (["--scale", "2", "--batch", "0"], "--batch must be"),
+    (["--scale", "2", "--batch", "0"], "argument --batch: must be a positive integer"),
     (["--scale", "2", "--device", "nodevice"], "--device nodevice"),
     pytest.param(["--scale", "2", "--device", "cuda"], "no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),

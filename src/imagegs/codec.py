@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from . import igsfile
+from .defaults import MAX_PIXELS, check_pixels
 from .fit import Adam, fit
 from .gaussians import Gaussians
 from .init import as_image
@@ -37,8 +38,8 @@ from .io import atomic_write
 from .quantize import Bits, QuantizedGaussians, dequantize, fake_quantize, quantize
 from .renderer import project, rasterize
 
-__all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "default_bits",
-           "save_igs", "load_igs", "RateControlError"]
+__all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
+           "default_bits", "save_igs", "load_igs", "RateControlError"]
 
 RATE_TOLERANCE = 0.05  # the file lands in [(1 - tol) * budget, budget]
 _OVERSHOOT = 1.08  # fit Gaussians for this many times the budget's bytes, then prune to it
@@ -64,6 +65,12 @@ class Encoded:
     @property
     def num(self) -> int:
         return self.gaussians.num
+
+    def __repr__(self) -> str:
+        g = self.gaussians
+        return (f"Encoded({len(self.data):,} bytes, {self.bpp:.4f} bpp, {g.width}x{g.height}, "
+                f"{self.num} Gaussians in {len(self.levels)} levels, bits {self.bits}, "
+                f"{self.fits} fit(s))")
 
 
 def default_bits(height: int, width: int, *, num_gaussians: int = 10_000, channels: int = 3) -> Bits:
@@ -340,21 +347,41 @@ def encode(image, **options) -> bytes:
     return compress(image, **options).data
 
 
-def _as_bytes(source: bytes | str | os.PathLike) -> bytes:
+def _read(source: bytes | str | os.PathLike) -> tuple[bytes, str | None]:
+    """The bytes of an .igs source, and its path for messages (None for bytes)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    return Path(source).read_bytes()
+        return bytes(source), None
+    return Path(source).read_bytes(), str(source)
 
 
-def decode_gaussians(source: bytes | str | os.PathLike, *, lod: int | None = None
-                     ) -> tuple[Gaussians, igsfile.IGSHeader]:
-    """The model in an .igs file (bytes or path): its first ``lod`` levels (default all) and header."""
-    q, header = igsfile.unpack(_as_bytes(source), lod=lod)
-    return dequantize(q), header
+def _parse(data: bytes, path: str | None, lod: int | None = None, *, header_only: bool = False):
+    """``igsfile.read_header`` or ``igsfile.unpack`` of ``data``; errors name ``path`` if given."""
+    try:
+        return igsfile.read_header(data) if header_only else igsfile.unpack(data, lod=lod)
+    except igsfile.IGSFileError as e:
+        raise igsfile.IGSFileError(f"{path}: {e}") if path is not None else e from None
+
+
+def read_igs_header(source: bytes | str | os.PathLike) -> igsfile.IGSHeader:
+    """The header of an .igs file (bytes or path): size, count, bits, levels, top-k, metadata.
+
+    Raises :class:`~imagegs.igsfile.IGSFileError` (naming the file) if it is not a valid .igs file.
+    """
+    return _parse(*_read(source), header_only=True)
+
+
+def decode_gaussians(source: bytes | str | os.PathLike, *, lod: int | None = None) -> Gaussians:
+    """The Gaussians of an .igs file (bytes or path): its first ``lod`` levels (default all).
+
+    For the file's other facts (top-k, metadata, levels) see :func:`read_igs_header`.
+    """
+    q, _ = _parse(*_read(source), lod)
+    return dequantize(q)
 
 
 def decode(source: bytes | str | os.PathLike, *, height: int | None = None, width: int | None = None,
-           lod: int | None = None, top_k: int | None | str = "file", as_uint8: bool = True, **render_options):
+           lod: int | None = None, top_k: int | None | str = "file", as_uint8: bool = True,
+           max_pixels: int = MAX_PIXELS, **render_options):
     """Decode an .igs file (bytes or path) to an image.
 
     Args:
@@ -362,15 +389,22 @@ def decode(source: bytes | str | os.PathLike, *, height: int | None = None, widt
         lod: number of levels of detail to use (default all; 1 = coarsest).
         top_k: blend size; default: the value the file was fitted with.
         as_uint8: return (H, W, C) uint8 (default) instead of a (C, H, W) float tensor.
-        **render_options: passed to :func:`imagegs.render` (e.g. ``backend``).
+        max_pixels: refuse outputs larger than this (default 2^28, as the command line), so that
+            a small file whose header claims a huge size cannot exhaust memory; raise it deliberately.
+        **render_options: passed to :func:`imagegs.render` (e.g. ``backend``, ``region``).
     """
     from .io import to_uint8
     from .renderer import render
 
-    g, header = decode_gaussians(source, lod=lod)
+    data, path = _read(source)
+    header = _parse(data, path, header_only=True)  # cheap: refuse a huge output before decoding
+    h = header.height if height is None else height
+    w = header.width if width is None else width
+    check_pixels(h, w, max_pixels=max_pixels, what=f"{path}: decoded image" if path else "decoded image")
+    q, header = _parse(data, path, lod)
     k = header.top_k if top_k == "file" else top_k
     with torch.no_grad():
-        img = render(g, height, width, top_k=k, **render_options)
+        img = render(dequantize(q), height, width, top_k=k, max_pixels=max_pixels, **render_options)
     return to_uint8(img) if as_uint8 else img
 
 
@@ -382,5 +416,5 @@ def save_igs(data: bytes, path: str | os.PathLike) -> Path:
 def load_igs(path: str | os.PathLike) -> bytes:
     """Read and check an .igs file's bytes (header and framing); raises IGSFileError if invalid."""
     data = Path(path).read_bytes()
-    igsfile.read_header(data)
+    _parse(data, str(path), header_only=True)
     return data

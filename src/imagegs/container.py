@@ -1,4 +1,4 @@
-"""A simple, lossless, versioned binary file for a fitted model (``.imgs`` raw container).
+"""The model file (``.gsm``): a simple, lossless, versioned binary file for a fitted model.
 
 This format is meant to stay readable forever, so it is deliberately plain: a fixed preamble, a
 JSON header that spells out everything needed to interpret the payload, the raw arrays, and a
@@ -35,7 +35,7 @@ Meaning of the arrays is that of :class:`imagegs.Gaussians`: ``xy`` centres in i
 ``scale`` standard deviations in native pixels (> 0), ``rot`` radians, ``color`` unclamped. All
 values must be finite. The file length must be exactly ``16 + L + P + 4``.
 
-:func:`load` never trusts the file: every check above is enforced, sizes are validated against the
+:func:`load_model` never trusts the file: every check above is enforced, sizes are validated against the
 actual file length before anything is allocated, and every failure raises :class:`ModelFileError`
 (a ``ValueError``) naming the file. Missing or unreadable files raise the usual ``OSError``.
 """
@@ -48,6 +48,7 @@ import math
 import os
 import struct
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NoReturn
 
@@ -57,9 +58,10 @@ import torch
 from .gaussians import Gaussians
 from .io import atomic_write
 
-__all__ = ["ModelFileError", "save", "load", "MAGIC", "FORMAT_VERSION"]
+__all__ = ["Model", "ModelFileError", "save_model", "load_model", "MAGIC", "FORMAT_VERSION", "SUFFIX"]
 
-MAGIC = b"IMGSRAW\0"
+MAGIC = b"IMGSRAW\0"  # kept from the first version; the file is called a model file, .gsm
+SUFFIX = ".gsm"
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, header length
 _CRC = struct.Struct("<I")
@@ -76,7 +78,7 @@ _ARRAY_NAMES = ("xy", "scale", "rot", "color")
 
 
 class ModelFileError(ValueError):
-    """A model file is not a valid imagegs raw container (wrong type, unsupported, truncated, corrupt)."""
+    """A file is not a valid imagegs model file (.gsm) (wrong type, unsupported, truncated, corrupt)."""
 
 
 # --------------------------------------------------------------------------------------------- save
@@ -192,12 +194,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def save(gaussians: Gaussians, path: str | os.PathLike, *, metadata: dict | None = None) -> Path:
+def save_model(gaussians: Gaussians, path: str | os.PathLike, *, metadata: dict | None = None) -> Path:
     """Write ``gaussians`` (and optional JSON-serialisable ``metadata``) to ``path`` atomically.
 
     Tensors are stored as float32 (float32 models round-trip bit-exactly). Metadata comes back from
-    :func:`load` as plain JSON types (tuples become lists); its dict keys must be strings and its
-    floats finite. Raises ``ValueError``/``TypeError`` for a model :func:`load` would reject
+    :func:`load_model` as plain JSON types (tuples become lists); its dict keys must be strings and its
+    floats finite. Raises ``ValueError``/``TypeError`` for a model :func:`load_model` would reject
     (non-finite values, non-positive scales, sizes beyond the format limits); nothing is written then.
     Missing parent folders are created. Returns the path written.
     """
@@ -285,8 +287,23 @@ def _parse_header(raw: bytes, fail: Callable[[str], NoReturn]) -> dict:
     return header
 
 
-def load(path: str | os.PathLike) -> tuple[Gaussians, dict]:
-    """Read a model written by :func:`save`; returns ``(gaussians, metadata)``.
+@dataclass(frozen=True)
+class Model:
+    """A model file's contents: the Gaussians and the metadata stored beside them (fit settings,
+    source, quality...)."""
+
+    gaussians: Gaussians
+    metadata: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        g = self.gaussians
+        keys = ", ".join(sorted(self.metadata)) or "none"
+        return (f"Model({g.num} Gaussians, {g.width}x{g.height}, {g.channels} channels; "
+                f"metadata: {keys})")
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Read a model file written by :func:`save_model`.
 
     Tensors are float32 on the CPU. Any malformed, unsupported, truncated or corrupt file raises
     :class:`ModelFileError` with the path and the reason (see the module docstring for the checks).
@@ -300,9 +317,10 @@ def load(path: str | os.PathLike) -> tuple[Gaussians, dict]:
         size = os.fstat(f.fileno()).st_size
         pre = f.read(_PREAMBLE.size)
         if not pre:
-            fail("empty file, not an imagegs model file")
+            fail("empty file, not an imagegs model file (.gsm)")
         if pre[: len(MAGIC)] != MAGIC[: len(pre)]:
-            fail(f"not an imagegs model file (expected magic {MAGIC!r}, found {pre[:len(MAGIC)]!r})")
+            hint = "; it is an .igs file: use 'imagegs decode'" if pre[1:4] == b"IGS" else ""
+            fail(f"not an imagegs model file (.gsm){hint}")
         if len(pre) < _PREAMBLE.size:
             fail(f"truncated: {size} bytes, shorter than the {_PREAMBLE.size}-byte preamble")
         _, version, flags, header_len = _PREAMBLE.unpack(pre)
@@ -360,4 +378,4 @@ def load(path: str | os.PathLike) -> tuple[Gaussians, dict]:
                       groups=None if groups is None else [(n, c) for n, c in groups])
     except ValueError as e:  # pragma: no cover - the header checks above already cover this
         fail(f"inconsistent model: {e}")
-    return g, header["metadata"]
+    return Model(g, header["metadata"])

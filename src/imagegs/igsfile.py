@@ -289,14 +289,23 @@ def read_header(data: bytes) -> IGSHeader:
     """Parse and check the header only (and the framing of every block present)."""
     h, pos = _parse_header(data)
     r = _Reader(data, pos, what="file")
-    for _ in h.levels:
-        if r.done():
+    for i, _ in enumerate(h.levels):
+        if r.done():  # a file cut between levels: the levels present still decode
             break
         start = r.pos
-        size = r.varint(len(data))
-        r.take(4 + size)
+        try:
+            size = r.varint(len(data))
+            r.take(4 + size)
+        except IGSFileError:
+            raise _truncated(i, len(h.levels)) from None
         h.block_bytes.append(r.pos - start)
     return h
+
+
+def _truncated(complete: int, levels: int) -> IGSFileError:
+    """The error for a file cut inside level ``complete + 1``, the same for every reader."""
+    return IGSFileError(f"truncated file: {complete} of {levels} levels complete"
+                        + (f"; decode with lod <= {complete}" if complete else ""))
 
 
 def unpack(data: bytes, *, lod: int | None = None) -> tuple[QuantizedGaussians, IGSHeader]:
@@ -323,8 +332,7 @@ def unpack(data: bytes, *, lod: int | None = None) -> tuple[QuantizedGaussians, 
             (crc,) = _CRC.unpack(r.take(4))
             block = r.take(size)
         except IGSFileError:
-            raise IGSFileError(f"truncated file: {i} of {nlev} levels complete"
-                               + (f"; decode with lod <= {i}" if i else "")) from None
+            raise _truncated(i, nlev) from None
         if zlib.crc32(block) != crc:
             raise IGSFileError(f"corrupt level {i + 1} (CRC mismatch)")
         if not bitstream.plausible(n, size, pos_bits=h.bits.position, bits=bits, preds=h.predictors,

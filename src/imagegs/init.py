@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -12,11 +13,21 @@ from .metrics import blur, gaussian_window
 
 
 def as_image(image) -> torch.Tensor:
-    """Normalise an image to a (C, H, W) float32 tensor in [0, 1].
+    """Any image input as a (C, H, W) float32 tensor in [0, 1]: the one converter behind every
+    public function that takes an image (fit, compress/encode, upscale).
 
-    Tensors are taken as (C, H, W) (or (H, W)); numpy arrays as (H, W) or (H, W, C), the
-    scikit-image convention. Integer arrays are divided by their type's maximum (uint8, uint16).
+    Accepts a path (str or ``os.PathLike``: a file, a folder or texture stack, or a scikit-image
+    sample name such as ``"astronaut"``, as :func:`imagegs.io.read_source` reads them), an
+    :class:`imagegs.io.Image` from ``read_image``, a tensor (C, H, W) or (H, W), or a numpy array
+    (H, W) or (H, W, C), the scikit-image convention. Integer arrays are divided by their type's
+    maximum (uint8, uint16).
     """
+    from .io import Image, read_source  # io imports this module's neighbours, not the reverse
+
+    if isinstance(image, (str, os.PathLike)):
+        image = read_source(image)
+    if isinstance(image, Image):
+        image = image.pixels
     if torch.is_tensor(image):
         t = image.detach().to("cpu")
         if t.ndim == 2:
@@ -26,7 +37,8 @@ def as_image(image) -> torch.Tensor:
         if a.dtype.kind in "ui":
             a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
         elif a.dtype.kind != "f" and a.dtype != np.bool_:
-            raise ValueError(f"unsupported image dtype {a.dtype}")
+            raise ValueError(f"an image must be a path, an Image, a numpy array of numbers or a "
+                             f"tensor; got {type(image).__name__} of dtype {a.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         t = t[None] if t.ndim == 2 else (t.permute(2, 0, 1) if t.ndim == 3 else t)
     if t.ndim != 3:

@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import secrets
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,13 @@ from PIL import Image as PILImage
 __all__ = [
     "Image",
     "ImageReadError",
+    "SAMPLES",
     "atomic_write",
+    "check_image_path",
+    "max_image_pixels",
     "read_image",
+    "read_sample",
+    "read_source",
     "to_uint8",
     "write_image",
     "write_images",
@@ -58,6 +64,15 @@ _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 _DEEP_FORMATS = ("PNG", "TIFF")
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 _SAFE_NAME = re.compile(r"[^\w.-]")  # group names go into file names
+# Largest image read, in pixels: a guard against decompression bombs (a tiny file that decodes to
+# gigabytes). Pillow's default, unless this environment variable sets another.
+MAX_IMAGE_PIXELS_ENV = "IMAGEGS_MAX_IMAGE_PIXELS"
+SAMPLE_PREFIX = "skimage:"
+# scikit-image sample images that ship inside its wheel (no download needed).
+SAMPLES = ("astronaut", "brick", "camera", "cat", "cell", "chelsea", "checkerboard", "clock",
+           "coffee", "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
+           "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket",
+           "shepp_logan_phantom", "text")
 
 
 class ImageReadError(ValueError):
@@ -92,6 +107,16 @@ class Image:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[2])
+
+    def custom_layout(self) -> tuple[tuple[str, ...] | None, list[tuple[str, int]] | None, list[int] | None]:
+        """(channel names, groups, bit depths), each None where it is the default for a plain
+        image (RGB-like names, one group, 8 bits): what a compact file needs to store."""
+        c = len(self.channel_names)
+        single = len(self.groups) == 1
+        plain = single and "".join(self.channel_names) == _LETTERS_BY_CHANNELS.get(c)
+        return (None if plain else tuple(self.channel_names),
+                None if single else [tuple(gr) for gr in self.groups],
+                None if all(d == 8 for d in self.bit_depths) else list(self.bit_depths))
 
 
 @dataclass
@@ -212,14 +237,19 @@ def _read_one(path: Path) -> _Decoded:
     """Decode one file, oriented, with every failure turned into an ImageReadError."""
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path.name}: file is empty")
+    limit = max_image_pixels()
     try:
-        dec = _decode(path)
+        with warnings.catch_warnings():  # Pillow warns between 1x and 2x its limit: refuse instead
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, limit
+            try:
+                dec = _decode(path)
+            finally:
+                PILImage.MAX_IMAGE_PIXELS = saved
     except ImageReadError:
         raise
-    except PILImage.DecompressionBombError as e:
-        raise ImageReadError(
-            f"{path.name}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS (now {PILImage.MAX_IMAGE_PIXELS}) "
-            "if you trust this file.") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise ImageReadError(_too_large(path, None, limit)) from None
     except Exception as e:  # Pillow/pypng/tifffile/zlib raise many types for bad data
         raise ImageReadError(f"{path.name}: cannot read image, the file may be truncated or "
                              f"corrupt ({type(e).__name__}: {e})") from None
@@ -365,12 +395,41 @@ def _check_dimensions(path: Path, width: int, height: int) -> None:
     bypass Pillow (call before decoding)."""
     if width == 0 or height == 0:
         raise ImageReadError(f"{path.name}: image has zero size ({width}x{height})")
-    limit = PILImage.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > 2 * limit:
-        raise ImageReadError(
-            f"{path.name}: image of {width * height} pixels is over the limit of {2 * limit} "
-            "pixels (decompression-bomb guard); raise PIL.Image.MAX_IMAGE_PIXELS if you trust "
-            "this file.")
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise ImageReadError(_too_large(path, (width, height), limit))
+
+
+def max_image_pixels() -> int:
+    """The largest image :func:`read_image` reads, in pixels: ``$IMAGEGS_MAX_IMAGE_PIXELS`` if set,
+    else Pillow's decompression-bomb limit (89,478,485 pixels, e.g. 9459 x 9459)."""
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+    if text is None or not text.strip():
+        return int(PILImage.MAX_IMAGE_PIXELS or 2**63 - 1)
+    try:
+        value = int(text)
+        if value < 1:
+            raise ValueError
+    except ValueError:
+        raise ImageReadError(f"{MAX_IMAGE_PIXELS_ENV}={text!r}: must be a positive integer") from None
+    return value
+
+
+def _too_large(path: Path, size: tuple[int, int] | None, limit: int) -> str:
+    """The message for an image over :func:`max_image_pixels`."""
+    if size is None:  # Pillow refused before we saw the size: ask it again without decoding
+        try:
+            saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+            with PILImage.open(path) as im:
+                size = im.size
+        except Exception:  # pragma: no cover - the header was readable a moment ago
+            size = None
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = saved
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "the image"
+    return (f"{path.name}: {what} is over the limit of {limit:,} pixels (a guard against "
+            f"decompression bombs); if you trust this file, set {MAX_IMAGE_PIXELS_ENV} to a "
+            "larger number")
 
 
 def _unit(arr: np.ndarray, maxval: int) -> np.ndarray:
@@ -418,6 +477,53 @@ def _apply_alpha(dec: _Decoded, policy: str) -> _Decoded:
         colour = colour * a + background * (1.0 - a)
     dec.pixels, dec.letters = np.ascontiguousarray(colour), dec.letters[:-1]
     return dec
+
+
+def sample_name(arg: str) -> str | None:
+    """The scikit-image sample an image argument names, or None for a path.
+
+    ``skimage:NAME`` always names a sample; a bare ``astronaut`` does unless such a file exists.
+    """
+    if arg.startswith(SAMPLE_PREFIX):
+        return arg[len(SAMPLE_PREFIX):]
+    if arg == "astronaut" and not Path(arg).exists():
+        return arg
+    return None
+
+
+def read_sample(name: str, *, alpha: str = "keep") -> Image:
+    """A scikit-image sample image (one of :data:`SAMPLES`, shipped in its wheel) as an :class:`Image`:
+    8 bits, 16 for float samples."""
+    if name not in SAMPLES:
+        raise ImageReadError(f"unknown scikit-image sample {name!r}; choose one of {', '.join(SAMPLES)}")
+    if alpha not in ALPHA_POLICIES:
+        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, got {alpha!r}")
+    from skimage import data
+
+    arr = np.asarray(getattr(data, name)())
+    if arr.dtype.kind in "ui":
+        pixels = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    else:
+        pixels = arr.astype(np.float32)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    depth = 16 if arr.dtype.kind == "f" or arr.dtype.itemsize > 1 else 8
+    dec = _apply_alpha(_Decoded(pixels, _LETTERS_BY_CHANNELS[pixels.shape[2]], depth), alpha)
+    return Image(pixels=torch.from_numpy(np.ascontiguousarray(dec.pixels.transpose(2, 0, 1))),
+                 groups=[(name, len(dec.letters))], channel_names=tuple(dec.letters),
+                 bit_depths=[depth], source=[Path(SAMPLE_PREFIX + name)])
+
+
+def read_source(images: PathLike | Sequence[PathLike], *, alpha: str = "keep") -> Image:
+    """What the commands read as their input: one file, a folder or several files (a texture
+    stack), or a scikit-image sample (``astronaut``, ``skimage:NAME``)."""
+    items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    samples = [sample_name(str(a)) for a in items]
+    if any(s is not None for s in samples):
+        if len(items) > 1:
+            raise ImageReadError("a scikit-image sample must be the only image (no stacks of samples)")
+        return read_sample(samples[0], alpha=alpha)
+    return read_image(items[0] if len(items) == 1 else items, alpha=alpha)
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,8 +658,20 @@ def _quantise(arr: np.ndarray, bit_depth: int) -> np.ndarray:
 def _write_format(path: Path) -> str:
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path.name}: cannot write {path.suffix or 'files without extension'}; "
-                         f"use one of {', '.join(sorted(_WRITE_FORMATS))}")
+        what = f"{path.suffix} files" if path.suffix else "a file without an extension"
+        raise ValueError(f"{path}: cannot write {what}; use one of {', '.join(sorted(_WRITE_FORMATS))}")
+    return fmt
+
+
+def check_image_path(path: PathLike, *, bit_depth: int | None = None) -> str:
+    """The format that :func:`write_image` picks for ``path``; a ValueError naming ``path`` if its
+    extension is not one imagegs writes, or (``bit_depth=16``) if the format stores 8 bits only."""
+    path = Path(path)
+    fmt = _write_format(path)
+    if bit_depth is not None and bit_depth not in (8, 16):
+        raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and fmt not in _DEEP_FORMATS:
+        raise ValueError(f"{path}: {fmt} stores 8 bits only; use .png or .tif for 16 bits")
     return fmt
 
 

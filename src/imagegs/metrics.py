@@ -65,3 +65,17 @@ def psnr(a, b, *, data_range: float = 1.0) -> float:
         raise ValueError(f"psnr: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     mse = torch.mean((a - b) ** 2).item()
     return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def quality_8bit(rendering: torch.Tensor, source: torch.Tensor) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of a rendering against its source, both as 8-bit images.
+
+    Both go through ``io.to_uint8`` (round(clip(x, 0, 1) * 255)): an 8-bit source comes back
+    exactly; a 16-bit (or float) source is quantised to 8 bits the same way as the rendering, so
+    the figures describe the 8-bit images one views, whatever the source depth.
+    rendering, source: (C, H, W).
+    """
+    from .io import to_uint8
+
+    a, b = (torch.from_numpy(to_uint8(x)).permute(2, 0, 1).double() / 255 for x in (rendering, source))
+    return psnr(a, b), float(ssim(a, b))

@@ -22,7 +22,6 @@ machine runs the benchmark.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -37,7 +36,7 @@ from ..io import _readable_extensions, atomic_write, read_image, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, get_codec, search_quality
 from .measures import quality
 
-__all__ = ["run_rd", "main", "add_parser", "RDError", "DEFAULT_BPP", "CATEGORIES",
+__all__ = ["run_rd", "RDError", "DEFAULT_BPP", "CATEGORIES",
            "category_of", "parse_bpp", "parse_codecs", "list_images", "load_image", "Cache"]
 
 CATEGORIES = ("photo", "painting", "art", "anime", "vector")
@@ -304,53 +303,3 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
 
     return write_report(list(cache.records.values()), out, images=[f.stem for f in files],
                         targets=targets, codec_factory=codec_factory)
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``rd`` under a ``bench`` subparsers object."""
-    p = subparsers.add_parser(
-        "rd", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG 2000, JPEG XL, BC, ASTC",
-        description="Encode every image of a folder with each codec at each target bpp (the "
-                    "largest quality whose whole-file bpp <= the target), measure PSNR, SSIM, "
-                    "MS-SSIM and FLIP on the 8-bit decoded images, and write JSON, BD-rate, "
-                    "plots and a markdown table. Resumable: rerun the same command to continue.")
-    p.add_argument("--images", required=True, metavar="DIR",
-                   help="folder of images; file name prefixes photo-, painting-, art-, anime-, "
-                        "vector- give the categories")
-    p.add_argument("--bpp", default=",".join(f"{b:g}" for b in DEFAULT_BPP), metavar="LIST",
-                   help="target bits per pixel, comma-separated (default %(default)s)")
-    p.add_argument("--codecs", default="all", metavar="LIST",
-                   help="codecs or groups, comma-separated: all (default), baselines, textures, "
-                        f"or any of {', '.join(CODECS)}")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
-    p.add_argument("--max-side", type=int, metavar="N",
-                   help="downscale images so the long side is at most N pixels")
-    p.add_argument("--schedule", default=DEFAULT_SCHEDULE, metavar="NAME",
-                   help="imagegs fit schedule: quality (default; 2400 steps), fast (1200) or "
-                        "official (the authors', ~7.5k steps)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_rd)
-    return p
-
-
-def cmd_rd(args: argparse.Namespace) -> int:
-    """``imagegs bench rd``."""
-    summary = run_rd(args.images, args.out, bpp=args.bpp, codecs=args.codecs,
-                     max_side=args.max_side, schedule=args.schedule, progress=not args.quiet)
-    for line in summary.get("lines", []):
-        print(line)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m imagegs.bench.rd``: the same as ``imagegs bench rd``."""
-    from ..cli import main as cli_main
-
-    return cli_main(["bench", "rd", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -17,7 +17,6 @@ Each of ``--repeats`` rounds times ``--steps`` calls of each; medians / p10 / p9
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -30,14 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import set_threads
 from ..fit import Adam, FitConfig, _clamp_inverse_scales, _pixel_index
 from ..init import init_positions
 from ..io import atomic_write
 from ..loss import ImageLoss
 from ..renderer import project, rasterize
 
-__all__ = ["main", "fit_state", "run"]
+__all__ = ["fit_state", "run", "format_table", "IMAGES"]
 
 IMAGES = ("astronaut", "random")
 
@@ -164,45 +162,3 @@ def format_table(result: dict) -> str:
     lines.append(f"first calls (compile / cache load): step {result['first_call_ms_step']:.0f} ms, "
                  f"forward {result['first_call_ms_forward']:.0f} ms")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of ``python -m imagegs.bench.speed``."""
-    ap = argparse.ArgumentParser(prog="python -m imagegs.bench.speed", description=__doc__.split("\n")[0])
-    ap.add_argument("--height", type=int, default=256)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--gaussians", type=int, default=5000)
-    ap.add_argument("--backend", choices=("cpu", "reference"), default="cpu")
-    ap.add_argument("--steps", type=int, default=20, help="timed calls per round (default 20)")
-    ap.add_argument("--top-k", type=int, default=10, help="0 = every Gaussian of the tile")
-    ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=1, help="timing rounds (default 1)")
-    ap.add_argument("--image", choices=IMAGES, default="astronaut")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, help="torch and numba thread count")
-    ap.add_argument("--json", type=Path, metavar="PATH", help="write the full record here")
-    args = ap.parse_args(argv)
-    for name in ("height", "width", "gaussians", "steps", "channels", "repeats"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be a positive integer")
-    if not 0 <= args.top_k <= 64:
-        ap.error("--top-k must be between 0 and 64")
-    if args.gaussians > args.height * args.width:
-        ap.error("--gaussians must not exceed the pixel count")
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        ap.error(str(e))
-    result = run(height=args.height, width=args.width, gaussians=args.gaussians, backend=args.backend,
-                 steps=args.steps, top_k=args.top_k or None, channels=args.channels,
-                 repeats=args.repeats, image=args.image, seed=args.seed)
-    print(format_table(result))
-    if args.json:
-        text = json.dumps(result, indent=1)
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
-        print(f"wrote {args.json}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

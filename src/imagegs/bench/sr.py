@@ -23,7 +23,6 @@ so an interrupted run resumes where it stopped. Outputs in ``--out-dir``: ``sr_<
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
@@ -36,7 +35,7 @@ from PIL import Image as PILImage
 
 from ..io import atomic_write, read_image, to_uint8
 
-__all__ = ["PAPER", "degrade", "shaved_psnr", "run", "add_arguments", "run_cli", "format_table"]
+__all__ = ["PAPER", "degrade", "shaved_psnr", "run", "format_table", "METHODS", "SCALES", "SAMPLES"]
 
 METHODS = ("liif", "bicubic", "lanczos", "gaussians")
 SCALES = (2, 3, 4, 6, 12, 18, 24, 30)
@@ -122,13 +121,14 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
     from ..renderer import render
 
     if fit_path.exists():
-        g, meta = container.load(fit_path)
+        loaded = container.load_model(fit_path)
+        g, meta = loaded.gaussians, loaded.metadata
         info["fit_seconds"] = meta.get("seconds")
     else:
         t0 = time.perf_counter()
         g = fit(x, num_gaussians=budget, **({"max_steps": fit_steps} if fit_steps else {}))
         info["fit_seconds"] = time.perf_counter() - t0
-        container.save(g, fit_path, metadata={"seconds": info["fit_seconds"], "gaussians": budget})
+        container.save_model(g, fit_path, metadata={"seconds": info["fit_seconds"], "gaussians": budget})
     info["gaussians"] = g.num
     with torch.no_grad():
         return render(g, h, w).clamp_(0, 1).float(), info
@@ -154,9 +154,9 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
     pictures = [(name, centre_crop(hr, crop)) for name, hr in _load_images(images, samples)]
     model = None
     if "liif" in methods and not cached_only:
-        from ..liif.weights import load_model
+        from ..liif.weights import load_weights
 
-        model = load_model(weights)
+        model = load_weights(weights)
     items_dir = work_dir / "items"
     fits_dir = work_dir / "fits"
     tag = Path(weights).stem if weights else "official"
@@ -316,61 +316,3 @@ def format_table(summary: dict) -> str:
             cells.append(f"{g['gain_over_bicubic']:+.2f}" if g and g["gain_over_bicubic"] is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _name_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``imagegs bench sr``."""
-    p.add_argument("--images", metavar="DIR", help="folder of high-resolution test images")
-    p.add_argument("--samples", type=_name_list, default=list(SAMPLES), metavar="NAMES",
-                   help=f"scikit-image photographs, comma-separated (default {','.join(SAMPLES)}; "
-                        "'' for none)")
-    p.add_argument("--scales", type=_int_list, default=list(SCALES), metavar="LIST",
-                   help=f"integer scales (default {','.join(map(str, SCALES))})")
-    p.add_argument("--methods", type=_name_list, default=list(METHODS), metavar="LIST",
-                   help=f"default {','.join(METHODS)}")
-    p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
-    p.add_argument("--crop", type=int, default=0, metavar="N",
-                   help="evaluate the central N x N part of each image (0, the default: all of it)")
-    p.add_argument("--max-gaussians", type=int, default=10_000, metavar="N",
-                   help="Image-GS budget cap (also at most half the LR pixels; default 10000)")
-    p.add_argument("--fit-steps", type=int, metavar="S",
-                   help="Image-GS fit steps (default: the fast schedule's 1200)")
-    p.add_argument("--gaussian-scales", type=_int_list, metavar="LIST",
-                   help="run Image-GS only at these scales (default: all)")
-    p.add_argument("--gaussian-images", type=_name_list, metavar="NAMES",
-                   help="run Image-GS only on these images (default: all)")
-    p.add_argument("--work-dir", metavar="DIR",
-                   help="per-item results and Image-GS fits, for resuming (default: "
-                        "<cache>/bench-sr, the cache of 'imagegs liif weights')")
-    p.add_argument("--out-dir", default="benchmarks/results", metavar="DIR",
-                   help="where sr_*.json and sr_psnr.png go (default benchmarks/results)")
-    p.add_argument("--cached-only", action="store_true",
-                   help="compute nothing: summarise the results already in --work-dir")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``imagegs bench sr``: run, write the outputs, print the table."""
-    if args.max_gaussians < 1:
-        raise ValueError(f"--max-gaussians must be at least 1, got {args.max_gaussians}")
-    from ..liif.weights import cache_dir
-
-    work_dir = Path(args.work_dir) if args.work_dir else cache_dir() / "bench-sr"
-    summary = run(images=args.images, samples=args.samples, scales=args.scales, methods=args.methods,
-                  work_dir=work_dir, out_dir=Path(args.out_dir), weights=args.weights,
-                  max_gaussians=args.max_gaussians, crop=args.crop, gaussian_scales=args.gaussian_scales,
-                  gaussian_images=args.gaussian_images, fit_steps=args.fit_steps,
-                  cached_only=args.cached_only, progress=not args.quiet)
-    print(format_table(summary))
-    return 0

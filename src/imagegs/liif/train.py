@@ -19,7 +19,6 @@ its model spec replaces the config's. The final weights also go to ``OUT/model.p
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -31,10 +30,10 @@ from PIL import Image as PILImage
 
 from ..io import _resolve_sources, read_image, to_uint8
 from .models import LIIF, make, make_coord
-from .weights import WeightsError, _read_checkpoint, load_model, save_model
+from .weights import WeightsError, _read_checkpoint, load_weights, save_weights
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "ImageBank", "sample_batch", "train", "run_cli",
-           "add_train_arguments", "TrainError"]
+__all__ = ["DEFAULT_CONFIG", "load_config", "ImageBank", "sample_batch", "train", "CHECKPOINT", "FINAL",
+           "TrainError"]
 
 DEFAULT_CONFIG = Path(__file__).with_name("train_edsr-baseline-liif.json")
 CHECKPOINT = "last.pth"
@@ -162,7 +161,7 @@ def _norm(cfg: dict, which: str) -> tuple[float, float]:
 
 def _save(out: Path, model: LIIF, opt: torch.optim.Optimizer, cfg: dict, step: int,
           history: list, rng: np.random.Generator) -> None:
-    save_model(model, out / CHECKPOINT, extra={
+    save_weights(model, out / CHECKPOINT, extra={
         "optimizer": {"name": "adam", "args": {"lr": cfg["optimizer"]["lr"]}, "sd": opt.state_dict()},
         "step": step, "history": history, "config": json.dumps(cfg),
         "rng": {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()},
@@ -189,14 +188,14 @@ def train(images: str | Path, out: str | Path, *, config: dict | None = None,
             raise TrainError(f"{out}: holds a run to resume ({CHECKPOINT}); --init starts a new "
                              "run, so give an empty output folder")
         ck = _read_checkpoint(last, "cpu")
-        model = load_model(last, eval=False)
+        model = load_weights(last, eval=False)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["optimizer"]["lr"])
         opt.load_state_dict(ck["optimizer"]["sd"])
         step, history = int(ck["step"]), list(ck["history"])
         rng.bit_generator.state = json.loads(ck["rng"]["numpy"])
         torch.set_rng_state(ck["rng"]["torch"])
     else:
-        model = load_model(init, eval=False) if init is not None else make(cfg["model"])
+        model = load_weights(init, eval=False) if init is not None else make(cfg["model"])
         opt = torch.optim.Adam(model.parameters(), lr=cfg["optimizer"]["lr"])
     model.train()
     inp_sub, inp_div = _norm(cfg, "inp")
@@ -227,43 +226,5 @@ def train(images: str | Path, out: str | Path, *, config: dict | None = None,
                 _save(out, model, opt, cfg, step, history, rng)
     finally:
         bar.close()
-    save_model(model, out / FINAL)
+    save_weights(model, out / FINAL)
     return {"step": step, "history": history, "model": model}
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``imagegs liif train``."""
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of training images")
-    p.add_argument("-o", "--out", required=True, metavar="DIR",
-                   help="run folder: last.pth (resumable), model.pth (final weights)")
-    p.add_argument("--config", metavar="JSON", help="training recipe (default: the paper's)")
-    p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights (fine-tuning)")
-    p.add_argument("--steps", type=int, metavar="N", help="total steps (overrides the config)")
-    p.add_argument("--batch-size", type=int, metavar="B", help="overrides the config")
-    p.add_argument("--lr", type=float, help="base learning rate (overrides the config)")
-    p.add_argument("--save-every", type=int, metavar="N", help="checkpoint period in steps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``imagegs liif train``."""
-    for flag, v in (("--steps", args.steps), ("--batch-size", args.batch_size),
-                    ("--save-every", args.save_every)):
-        if v is not None and v < 1:
-            raise TrainError(f"{flag} must be at least 1, got {v}")
-    cfg = load_config(args.config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      save_every=args.save_every)
-    out = Path(args.out)
-    if (out / CHECKPOINT).exists():
-        print(f"resuming {out / CHECKPOINT}")
-    try:
-        result = train(args.images, out, config=cfg, init=args.init, progress=not args.quiet)
-    except WeightsError as e:
-        raise TrainError(str(e)) from None
-    hist = result["history"]
-    k = min(100, len(hist))
-    print(f"steps    {result['step']}")
-    if hist:
-        print(f"loss     {np.mean([v for _, v in hist[-k:]]):.4f} (mean of the last {k} steps)")
-    print(f"weights  {out / FINAL}")
-    return 0

@@ -1,10 +1,12 @@
-"""Upscaling an image to any size: LIIF, Image-GS, bicubic or Lanczos.
+"""Upscaling an image with LIIF, and the resampling filters its protocol uses (bicubic, Lanczos).
+
+The method dispatcher (LIIF, Image-GS, bicubic, Lanczos) is :func:`imagegs.upscale`, above both
+LIIF and Image-GS; this package stays independent of Image-GS.
 
 - ``liif``: encode once, apply the decoder's first layer once per low-resolution pixel
   (:meth:`LIIF.prepare`), then decode the output pixels in batches of ``batch`` queries, so that
   memory stays bounded whatever the output size (a 4096x4096 output from a 1024x1024 input peaks
   around 2-3 GB: the encoder's activations and the per-latent projection dominate).
-- ``gaussians``: fit Image-GS to the low-resolution image, render it at the target size.
 - ``bicubic`` / ``lanczos``: Pillow's filters (Keys a = -0.5 bicubic, as MATLAB's imresize; Lanczos
   a = 3), in floating point per channel, no 8-bit rounding in between.
 """
@@ -17,12 +19,10 @@ from PIL import Image as PILImage
 
 from .models import LIIF, axis_coord
 
-__all__ = ["METHODS", "upscale", "liif_upscale", "resize", "default_gaussians"]
+__all__ = ["liif_upscale", "liif_upscale_any", "resize", "DEFAULT_BATCH"]
 
-METHODS = ("liif", "gaussians", "bicubic", "lanczos")
 _PIL_FILTERS = {"bicubic": PILImage.Resampling.BICUBIC, "lanczos": PILImage.Resampling.LANCZOS}
 DEFAULT_BATCH = 16384  # queries per decoder batch: 4 x 16 MB of activations
-MAX_GAUSSIANS = 10_000
 
 
 def resize(image: torch.Tensor, height: int, width: int, *, method: str = "bicubic") -> torch.Tensor:
@@ -50,7 +50,7 @@ def liif_upscale(model: LIIF, image: torch.Tensor, height: int, width: int, *,
     """Decode a LIIF of an RGB image at ``height`` x ``width`` pixel centres.
 
     Args:
-        model: a LIIF (e.g. :func:`imagegs.liif.load_model`), on any device.
+        model: a LIIF (e.g. :func:`imagegs.liif.load_weights`), on any device.
         image: (3, h, w) in [0, 1].
         height, width: output size (any, larger or smaller than the input).
         batch: queries decoded at once (bounds memory; does not change the result).
@@ -81,39 +81,16 @@ def liif_upscale(model: LIIF, image: torch.Tensor, height: int, width: int, *,
     return out.t().reshape(3, height, width).contiguous()
 
 
-def default_gaussians(height: int, width: int) -> int:
-    """Image-GS budget for a ``height`` x ``width`` input: 10,000, or half its pixels if fewer
-    (a fit cannot use more Gaussians than pixels, and one per two pixels is already generous)."""
-    return max(1, min(MAX_GAUSSIANS, (height * width) // 2))
+def liif_upscale_any(model: LIIF, image: torch.Tensor, height: int, width: int, *,
+                     batch: int = DEFAULT_BATCH, progress: bool = False) -> torch.Tensor:
+    """:func:`liif_upscale` for grey, RGB and their alpha variants: (C, h, w) -> (C, height, width).
 
-
-def upscale(image: torch.Tensor, height: int, width: int, *, method: str = "liif",
-            model: LIIF | None = None, batch: int = DEFAULT_BATCH, progress: bool = False,
-            num_gaussians: int | None = None, **fit_options) -> torch.Tensor:
-    """Resize a (C, h, w) image in [0, 1] to (C, height, width) float32 in [0, 1].
-
-    ``liif`` works on colour: RGB directly, grey through RGB (replicated in, averaged out); an alpha
-    channel (grey+alpha, RGBA) is resized bicubically beside it. ``gaussians`` fits Image-GS
-    (``num_gaussians`` default :func:`default_gaussians`, other ``fit_options`` passed to
-    :func:`imagegs.fit`) and renders at the new size. Bicubic and Lanczos take any C.
+    LIIF works on colour: RGB directly, grey through RGB (replicated in, averaged out); an alpha
+    channel (grey+alpha, RGBA) is resized bicubically beside it.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
     c, h, w = image.shape
-    if method in _PIL_FILTERS:
-        return resize(image, height, width, method=method).clamp_(0, 1)
-    if method == "gaussians":
-        from ..fit import fit
-        from ..renderer import render
-
-        num = num_gaussians if num_gaussians is not None else default_gaussians(h, w)
-        g = fit(image, num_gaussians=num, progress=progress, **fit_options)
-        with torch.no_grad():
-            return render(g, height, width).clamp_(0, 1).float()
-    if model is None:
-        raise ValueError("method 'liif' needs a model (imagegs.liif.load_model())")
     if c not in (1, 2, 3, 4):
         raise ValueError(f"LIIF upscales grey, RGB and their alpha variants (1-4 channels), got {c}")
     colour = image[:3] if c >= 3 else image[:1].expand(3, h, w)
@@ -122,4 +99,3 @@ def upscale(image: torch.Tensor, height: int, width: int, *, method: str = "liif
     if c in (2, 4):
         parts.append(resize(image[-1:], height, width, method="bicubic").clamp_(0, 1))
     return torch.cat(parts)
-

