@@ -3,9 +3,15 @@
 from dataclasses import fields, replace
 
 import torch
-from conftest import random_gaussians
 
 from imagegs import Gaussians
+
+
+def random_gaussians(n: int, height: int, width: int) -> Gaussians:
+    gen = torch.Generator().manual_seed(n)
+    return Gaussians(torch.rand(n, 2, generator=gen, dtype=torch.float64), torch.ones(n, 2, dtype=torch.float64),
+                     torch.zeros(n, dtype=torch.float64), torch.rand(n, 3, generator=gen, dtype=torch.float64),
+                     height, width)
 
 
 def test_fit_info_is_a_field_kept_by_copies():
