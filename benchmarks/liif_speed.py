@@ -115,8 +115,9 @@ def main() -> int:
                        "load_average": os.getloadavg(), "torch_threads": 2,
                        "note": "medians; load_average says how busy the machine was"},
            "results": results}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1))
+    from imagegs.io import atomic_write  # imagegs is imported late here: the cases run in subprocesses
+
+    atomic_write(OUT, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
     print(f"wrote {OUT}")
     return 0
 

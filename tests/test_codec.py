@@ -1,5 +1,6 @@
 """Image -> .igs -> image: quantisation-aware fitting, rate control, decoding, the CLI."""
 
+import functools
 import re
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 from skimage import data, transform
 
-from imagegs import codec, fit, igsfile, metrics, render
+from imagegs import codec, fit, igsfile, metrics, ratecontrol, render
 from imagegs.cli import main
 from imagegs.quantize import Bits, dequantize, quantize
 
@@ -63,7 +64,7 @@ def test_rate_control_hits_the_target(coffee, bpp):
     enc = codec.compress(coffee, bpp=bpp, max_steps=80)
     h, w = coffee.shape[:2]
     assert enc.bpp == 8 * len(enc.data) / (h * w)
-    assert (1 - codec.RATE_TOLERANCE) * bpp <= enc.bpp <= bpp
+    assert (1 - ratecontrol.RATE_TOLERANCE) * bpp <= enc.bpp <= bpp
     assert sum(enc.levels) == enc.num
     out = codec.decode(enc.data)
     assert out.shape == coffee.shape and out.dtype == np.uint8
@@ -77,23 +78,23 @@ def test_bit_depths_and_count_settle_or_cycle():
     h = w = 1024
     cycles = 0
     for bpp in (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0):
-        budget = bpp * h * w / 8 * codec._OVERSHOOT
-        pairs = codec._settle_bits(h, w, budget, 3, codec.default_bits(h, w))
+        budget = bpp * h * w / 8 * ratecontrol.OVERSHOOT
+        pairs = ratecontrol.settle_bits(h, w, budget, 3, ratecontrol.default_bits(h, w))
         for i, (bits, n) in enumerate(pairs):
-            assert n == codec._count_for_budget(budget, bits, 3)
-            assert codec.default_bits(h, w, num_gaussians=n) == pairs[(i + 1) % len(pairs)][0]
+            assert n == ratecontrol.count_for_budget(budget, bits, 3)
+            assert ratecontrol.default_bits(h, w, num_gaussians=n) == pairs[(i + 1) % len(pairs)][0]
         cycles += len(pairs) > 1
     assert cycles >= 1
-    budget = 0.3 * h * w / 8 * codec._OVERSHOOT
+    budget = 0.3 * h * w / 8 * ratecontrol.OVERSHOOT
     for start in (Bits(12, 7, 7, 7), Bits(12, 6, 6, 6), Bits(16, 8, 8, 8)):
-        assert {b for b, _ in codec._settle_bits(h, w, budget, 3, start)} == {Bits(12, 6, 6, 6), Bits(12, 7, 7, 7)}
+        assert {b for b, _ in ratecontrol.settle_bits(h, w, budget, 3, start)} == {Bits(12, 6, 6, 6), Bits(12, 7, 7, 7)}
 
 
 def test_a_cycle_encodes_both_depths_and_keeps_the_closer_file(monkeypatch, coffee):
     """Where the depths cycle, both are fitted and the file that decodes closer is returned."""
     h, w = coffee.shape[:2]
     pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
-    monkeypatch.setattr(codec, "_settle_bits", lambda *a, **k: pair)
+    monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
     enc = codec.compress(coffee, bpp=3.0, max_steps=60)
     assert enc.fit_info["bits_tried"] == [str(b) for b, _ in pair]
     errs = enc.fit_info["mse_tried"]
@@ -107,7 +108,7 @@ def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
     """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
     autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""
     g = fit(coffee, num_gaussians=150, max_steps=40)
-    cov = codec.coverage(g)
+    cov = ratecontrol.coverage(g)
     ones = torch.ones(g.num, 1, dtype=torch.float64, requires_grad=True)
     g64 = g.to(torch.float64)
     from dataclasses import replace as _replace
@@ -122,16 +123,17 @@ def test_pruning_keeps_the_ranking_that_decodes_better(coffee):
     g = fit(coffee, num_gaussians=400, max_steps=150)
     levels, bits = g.fit_info["levels"], Bits(10, 6, 6, 6)
     target = torch.from_numpy(coffee).permute(2, 0, 1).float() / 255
-    full, _ = codec._pack(g, bits, levels, 10, None)
+    pack = functools.partial(codec._pack, bits=bits, top_k=10, metadata=None)
+    full, _ = pack(g, levels)
     budget = 0.75 * len(full)
-    data, gq, lv, kept = codec._fit_budget(g, target, bits, levels, budget, 10, None)
+    data, gq, lv, kept = ratecontrol.fit_budget(g, target, levels, budget, pack, 10)
     assert len(data) <= budget and sum(lv) == gq.num == kept.num and len(lv) <= len(levels)
-    mse = lambda m: float(((codec.rasterize_model(m, 10) - target) ** 2).mean())  # noqa: E731
+    mse = lambda m: float(((ratecontrol.rasterize_model(m, 10) - target) ** 2).mean())  # noqa: E731
     errors = []
-    for order in (torch.argsort(codec.coverage(g), descending=True, stable=True), torch.arange(g.num)):
+    for order in (torch.argsort(ratecontrol.coverage(g), descending=True, stable=True), torch.arange(g.num)):
         def packed(n):
-            pruned, lv_n = codec._prune(g, levels, order, n)
-            return codec._pack(pruned, bits, lv_n, 10, None)
+            pruned, lv_n = ratecontrol.prune(g, levels, order, n)
+            return pack(pruned, lv_n)
         n = gq.num
         while len(packed(n + 1)[0]) <= budget:
             n += 1  # the most this ranking fits in the budget
@@ -149,8 +151,8 @@ def test_colour_polish_recovers_quantisation_error(coffee):
     plain, q0 = codec.polish_colors(g, target, bits, steps=0)
     polished, grid = codec.polish_colors(g, target, bits, steps=150)
     torch.testing.assert_close(plain.xy, polished.xy)  # geometry untouched
-    d0, gq0 = codec._pack(plain, bits, [g.num], 10, None, q0)
-    d1, gq1 = codec._pack(polished, bits, [g.num], 10, None, grid)
+    d0, gq0 = codec._pack(plain, [g.num], bits=bits, top_k=10, metadata=None, ranges=q0)
+    d1, gq1 = codec._pack(polished, [g.num], bits=bits, top_k=10, metadata=None, ranges=grid)
     mse = lambda m: float(((render(m) - target) ** 2).mean())  # noqa: E731
     assert mse(gq1) < 0.985 * mse(gq0)  # measured: -2.4%
     # the file holds the geometry it was polished on (the ranges were reused)

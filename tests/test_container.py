@@ -407,25 +407,11 @@ def _no_temp_files(directory: Path) -> None:
     assert leftovers == []
 
 
-class _HalfWriter:
-    """A file wrapper whose write() writes half the data, then fails like a full disk."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def write(self, data):
-        self._f.write(data[: len(data) // 2])
-        self._f.flush()
-        raise OSError(28, "No space left on device")
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
+def _half_write(self, data):
+    """Path.write_bytes that writes half the data, then fails like a full disk."""
+    with open(self, "wb") as f:
+        f.write(data[: len(data) // 2])
+    raise OSError(28, "No space left on device")
 
 
 @pytest.mark.parametrize("failure", ["write", "fsync", "replace", "interrupt"])
@@ -434,9 +420,8 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch, failure):
     save_model(_gaussians(3, 3), target, metadata={"v": "old"})
     old = target.read_bytes()
 
-    real_fdopen = os.fdopen
     if failure == "write":
-        monkeypatch.setattr(container.os, "fdopen", lambda *a, **k: _HalfWriter(real_fdopen(*a, **k)))
+        monkeypatch.setattr(Path, "write_bytes", _half_write)
         exc = OSError
     elif failure == "fsync":
         def fsync(fd):

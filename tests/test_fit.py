@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from imagegs import render
-from imagegs.fit import Adam, FitConfig, fit
+from imagegs.fit import FitConfig, FitState, fit
+from imagegs.optim import Adam
 from imagegs.init import init_positions, sample_without_replacement
 from imagegs.metrics import psnr
 
@@ -18,6 +19,30 @@ def test_fit_improves_and_grows_to_budget(astronaut_small):
     final = psnr(render(g).clamp(0, 1), astronaut_small)
     assert final > hist[0]["psnr"] + 1.0
     assert final > 20.0
+
+
+def test_fit_state_step_is_the_fits_step(astronaut_small):
+    """fit() runs FitState.step (the step imagegs.bench.speed times): with no additions, no decay
+    and no plateau before the last step, a fit of S steps is S FitState steps, bit for bit."""
+    img = astronaut_small[:, :32, :40]
+    options = dict(num_gaussians=80, max_steps=7, init_ratio=1.0, top_k=8, seed=2)
+    g = fit(img, schedule="official", **options)
+    state = FitState(img, FitConfig(**options))
+    losses = [float(state.step()) for _ in range(7)]
+    got = state.gaussians()
+    for a, b in zip((g.xy, g.scale, g.rot, g.color), (got.xy, got.scale, got.rot, got.color)):
+        assert torch.equal(a, b)
+    assert losses[-1] < losses[0] and g.fit_info["steps"] == state.steps == 7
+
+
+def test_fit_state_adds_gaussians_with_fresh_moments(astronaut_small):
+    state = FitState(astronaut_small, FitConfig(num_gaussians=30))
+    state.step()
+    state.add(torch.full((5, 2), 0.5), torch.zeros(5, 3))
+    assert state.num == 35 and all(p.shape[0] == 35 for p in state.params)
+    assert all((m[30:] == 0).all() for m in state.opt.m)
+    state.step()  # the grown parameters optimise
+    assert torch.isfinite(state.gaussians().scale).all()
 
 
 def test_fit_is_deterministic(astronaut_small):

@@ -442,3 +442,41 @@ def test_atomic_write_helper(tmp_path):
     assert atomic_write(target, write) == target
     assert target.read_bytes() == b"hello" and not seen[0].exists()
     assert files_in(target.parent) == ["model.bin"]
+
+
+@pytest.mark.parametrize("exc", [OSError, KeyboardInterrupt])
+def test_atomic_write_failing_writer_leaves_nothing(tmp_path, exc):
+    def write(tmp):
+        tmp.write_bytes(b"half")
+        raise exc("writer failed")
+
+    with pytest.raises(exc):
+        atomic_write(tmp_path / "new.bin", write)
+    assert files_in(tmp_path) == []  # neither the file nor the temporary file
+
+
+def test_atomic_write_is_durable(tmp_path, monkeypatch):
+    """The content is fsynced before the rename and the folder after it (so a power cut leaves the
+    old file or the new one), and a replaced file keeps its permissions."""
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode), os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace",))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "f.bin"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"12345"))
+    assert events == [("fsync", False, 5), ("replace",), ("fsync", True, events[-1][2])]
+    os.chmod(target, 0o600)
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"new"))
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o600

@@ -187,3 +187,22 @@ def test_extreme_needles_stay_finite_float32():
         assert img.min() >= g.color.min() - 1e-3 and img.max() <= g.color.max() + 1e-3
         for grad in grads:
             assert torch.isfinite(grad).all()
+
+
+def test_kernels_are_compiled_with_the_one_tile_size():
+    """TILE has one definition (renderer.project); the Numba kernels import it and compile it in.
+    Their on-disk cache does not notice a change to an imported global: if TILE changed and this
+    fails, delete src/imagegs/renderer/__pycache__/*.nbi and *.nbc."""
+    import numpy as np
+
+    from imagegs.renderer import TILE, _forward, _kernels
+
+    assert _kernels.TILE is TILE and _forward.TILE is TILE
+    height, width = 2 * TILE + 3, 3 * TILE + 1
+    ntx = math.ceil(width / TILE)
+    means = np.array([[1.5 * TILE, 1.5 * TILE], [width - 1.0, height - 1.0]])
+    offsets, ids = _kernels.bin_tiles(means, np.array([1.0, 1.0]), height, width)
+    assert len(offsets) == ntx * math.ceil(height / TILE) + 1  # the compiled tile grid
+    tile_of = {int(ids[j]): t for t in range(len(offsets) - 1) for j in range(offsets[t], offsets[t + 1])}
+    assert tile_of == {0: ntx + 1, 1: len(offsets) - 2}
+    assert _forward.SUB * _forward.BLOCK == TILE

@@ -42,7 +42,6 @@ actual file length before anything is allocated, and every failure raises :class
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -158,42 +157,6 @@ def _encode(gaussians: Gaussians, metadata: dict | None) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def _write_synced(data: bytes, path: Path, tmp: Path) -> None:
-    """``atomic_write`` callback: write ``data`` to ``tmp``, fsync it, give it ``path``'s mode.
-
-    An existing ``path`` keeps its permissions; a new one gets the usual 0644.
-    """
-    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
-    try:
-        f = os.fdopen(fd, "wb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    os.chmod(tmp, mode)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (best effort; not possible on every platform)."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save_model(gaussians: Gaussians, path: str | os.PathLike, *, metadata: dict | None = None) -> Path:
     """Write ``gaussians`` (and optional JSON-serialisable ``metadata``) to ``path`` atomically.
 
@@ -203,12 +166,11 @@ def save_model(gaussians: Gaussians, path: str | os.PathLike, *, metadata: dict 
     (non-finite values, non-positive scales, sizes beyond the format limits); nothing is written then.
     Missing parent folders are created. Returns the path written.
     """
-    path = Path(path)
-    # io.atomic_write: temp file in the same folder, os.replace; readers see the old file or the
-    # complete new one, and on any failure (Ctrl-C included) the temp file is removed.
-    atomic_write(path, functools.partial(_write_synced, _encode(gaussians, metadata), path))
-    _fsync_dir(path.parent)
-    return path
+    data = _encode(gaussians, metadata)
+    # io.atomic_write: temp file in the same folder, fsync, os.replace, fsync of the folder; readers
+    # see the old file or the complete new one, and on any failure (Ctrl-C included) the temp file
+    # is removed.
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 # --------------------------------------------------------------------------------------------- load

@@ -24,10 +24,11 @@ from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
 from .init import sample_without_replacement
 from .loss import ImageLoss
+from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .renderer import BACKENDS, project, rasterize
 
-__all__ = ["FitConfig", "fit", "SCHEDULES", "FitDivergedError"]
+__all__ = ["FitConfig", "FitState", "fit", "SCHEDULES", "FitDivergedError"]
 
 
 class FitDivergedError(ValueError):
@@ -121,39 +122,6 @@ SCHEDULES: dict[str, dict] = {
 }
 
 
-class Adam:
-    """Adam over a list of tensors whose rows can grow (new rows start with zero moments)."""
-
-    def __init__(self, params: list[torch.Tensor], lrs: list[float], betas=(0.9, 0.999), eps=1e-15):
-        self.params, self.lrs = params, list(lrs)
-        self.b1, self.b2, self.eps = betas[0], betas[1], eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        for p, m, v, lr in zip(self.params, self.m, self.v, self.lrs):
-            g = p.grad
-            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
-            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-            p.addcdiv_(m, v.sqrt().div_(math.sqrt(c2)).add_(self.eps), value=-lr / c1)
-            p.grad = None
-
-    def scale_lr(self, factor: float) -> None:
-        self.lrs = [lr * factor for lr in self.lrs]
-
-    def grow(self, new_rows: list[torch.Tensor]) -> None:
-        """Append rows to every parameter (same order as ``params``) and zero moments for them."""
-        for i, rows in enumerate(new_rows):
-            p = self.params[i]
-            self.params[i] = torch.cat([p.detach(), rows.to(p.dtype)]).requires_grad_()
-            self.m[i] = torch.cat([self.m[i], torch.zeros_like(rows)])
-            self.v[i] = torch.cat([self.v[i], torch.zeros_like(rows)])
-
-
 def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> FitConfig:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
@@ -170,6 +138,79 @@ def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> Fi
     return replace(base, **overrides)
 
 
+class FitState:
+    """The optimisation state of a fit: the parameters with their Adam state, the loss, the target.
+
+    ``step()`` is exactly one step of :func:`fit`'s loop (projection, forward render, loss,
+    backward, Adam, scale clamp); :func:`fit` adds the schedule around it (additions, evaluation,
+    decays) and ``imagegs.bench.speed`` times it. The parameters ``params`` are (xy, inverse
+    scales, rotation, colour): scales are optimised as inverse scales (see the module docstring).
+    """
+
+    def __init__(self, target: torch.Tensor, cfg: FitConfig, num: int | None = None, *,
+                 weight_map: np.ndarray | None = None, rng: np.random.Generator | None = None,
+                 quant_from: int = 0):
+        """Initialise ``num`` Gaussians (default ``cfg.num_gaussians``) on ``target`` (C, H, W):
+        content-adaptive positions (``weight_map`` or the image gradient), ``cfg.init_scale``,
+        rotation 0, the colour of the pixel underneath. ``rng`` (default: seeded by ``cfg.seed``)
+        draws the positions; the render is quantisation-aware after step ``quant_from`` when
+        ``cfg.quant_bits`` is set."""
+        c, h, w = target.shape
+        cfg.validate(h, w)
+        n0 = cfg.num_gaussians if num is None else num
+        self.cfg, self.target, self.height, self.width = cfg, target, h, w
+        self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
+        self.quant_from, self.steps = quant_from, 0
+        self.flat_target = target.permute(1, 2, 0).reshape(-1, c)
+        xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=self.rng)
+        params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
+        self.opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
+        self.loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """(xy, inverse scales, rotation, colour), the optimised tensors."""
+        return self.opt.params
+
+    @property
+    def num(self) -> int:
+        return int(self.opt.params[0].shape[0])
+
+    def _inverse_scales(self, n: int) -> torch.Tensor:
+        return torch.full((n, 2), 1.0 / self.cfg.init_scale)
+
+    def render(self, n: int | None = None) -> torch.Tensor:
+        """The current model's (first ``n`` Gaussians') rendering, (C, H, W), with autograd."""
+        cfg, h, w = self.cfg, self.height, self.width
+        xy, inv_s, rot, col = (t[:n] for t in self.opt.params)
+        if cfg.quant_bits is not None and self.steps > self.quant_from:
+            xy, inv_s, rot, col = _fake_quantize_params(xy, inv_s, rot, col, Bits(*cfg.quant_bits))
+        means, conics, radii = project(xy, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
+                                       inverse_scale=True)
+        return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
+
+    def step(self, prefix: int | None = None) -> torch.Tensor:
+        """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all);
+        returns the loss (detached)."""
+        self.steps += 1
+        loss = self.loss_fn(self.render(prefix))
+        loss.backward()
+        self.opt.step()
+        _clamp_inverse_scales(self.opt.params[1], self.height, self.width)
+        return loss.detach()
+
+    def add(self, xy: torch.Tensor, color: torch.Tensor) -> None:
+        """Append Gaussians at ``xy`` (n, 2) with ``color`` (n, C), the initial scale and rotation 0."""
+        n = len(xy)
+        self.opt.grow([xy, self._inverse_scales(n), torch.zeros(n), color])
+
+    def gaussians(self, fit_info: dict | None = None) -> Gaussians:
+        """The current model as :class:`Gaussians` (detached copies, positive scales)."""
+        xy, inv_s, rot, col = (p.detach() for p in self.opt.params)
+        return Gaussians(xy.clone(), 1.0 / inv_s.abs(), rot.clone(), col.clone(), self.height, self.width,
+                         fit_info=fit_info or {})
+
+
 def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progress: bool = False,
         history: list | None = None, weight_map: np.ndarray | None = None, **options) -> Gaussians:
     """Fit Gaussians to an image.
@@ -184,14 +225,14 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
         history: if a list, evaluation records {step, seconds, psnr, ssim, gaussians} are appended.
         weight_map: optional (H, W) importance map used instead of the gradient for initialisation.
     Returns:
-        The fitted Gaussians (float32, scales positive, in order of addition: earlier = coarser).
+        The fitted Gaussians (float32, scales positive, in order of addition: earlier = coarser),
+        with ``fit_info`` {steps, seconds, config, levels}.
     """
     cfg = _make_config(config, schedule, dict(options))
     target = as_image(image)
     c, h, w = target.shape
     cfg.validate(h, w)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     t_start = time.perf_counter()
 
     total = cfg.num_gaussians
@@ -200,27 +241,13 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     per_add = [((total - n0) * (i + 1)) // len(adds) - ((total - n0) * i) // len(adds) for i in range(len(adds))]
     max_steps = max(cfg.max_steps, (adds[-1] + cfg.min_steps_after_add) if adds else 0)
 
-    flat_target = target.permute(1, 2, 0).reshape(-1, c)
+    state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps))
+    rng = state.rng
     grid = pixel_centres(h, w)
-    xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=rng)
-    ij = _pixel_index(xy, h, w)
-    params = [xy, torch.full((n0, 2), 1.0 / cfg.init_scale), torch.zeros(n0), flat_target[ij].clone()]
-    opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
-    loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
     blur_k = error_blur_kernel(h, w)
     blurred_target = gaussian_blur(target, blur_k) if blur_k else target
-
-    def draw(p, n=None):
-        xy_, inv_s, rot, col = (t[:n] for t in p)
-        if cfg.quant_bits is not None and step > quant_from:
-            xy_, inv_s, rot, col = _fake_quantize_params(xy_, inv_s, rot, col, Bits(*cfg.quant_bits))
-        means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
-                                       inverse_scale=True)
-        return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
-
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
 
-    quant_from = int(cfg.quant_start * max_steps)
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
     bar = _progress(max_steps, progress)
@@ -230,32 +257,28 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             prefix = None
             if cfg.lod_training and len(levels) > 1 and (step - 1) % cfg.lod_every == 0:
                 prefix = sum(levels[:int(rng.integers(1, len(levels)))])
-            img = draw(opt.params, prefix)
-            loss = loss_fn(img)
-            loss.backward()
-            opt.step()
-            _clamp_inverse_scales(opt.params[1], h, w)
+            loss = state.step(prefix)
             bar.update(1)
             if step in cfg.decay_steps:
-                opt.scale_lr(1.0 / cfg.lr_decay)
+                state.opt.scale_lr(1.0 / cfg.lr_decay)
             all_added = not adds or step >= adds[-1]
             evaluate = step % cfg.eval_every == 0 or step == max_steps
             adding = bool(adds) and step in adds
             if evaluate or adding:  # one render serves both
                 with torch.no_grad():
-                    cur = draw(opt.params)
+                    cur = state.render()
             if evaluate:
                 with torch.no_grad():
                     shown = cur.clamp(0, 1)
                     p_now = metrics.psnr(shown, target)
-                    s_now = float(loss_fn.ssim(shown))
-                if not math.isfinite(loss.item()) or not all(torch.isfinite(p).all() for p in opt.params):
+                    s_now = float(state.loss_fn.ssim(shown))
+                if not math.isfinite(loss.item()) or not all(torch.isfinite(p).all() for p in state.params):
                     raise FitDivergedError(f"the fit diverged at step {step} (non-finite values); "
                                            "try lower learning rates (e.g. schedule='official')")
-                n_now = opt.params[0].shape[0]
+                n_now = state.num
                 if history is not None:
                     history.append(dict(step=step, seconds=time.perf_counter() - t_start, psnr=p_now,
-                                        ssim=s_now, gaussians=n_now, loss=float(loss.detach())))
+                                        ssim=s_now, gaussians=n_now, loss=float(loss)))
                 bar.set_postfix(N=n_now, psnr=f"{p_now:.2f}", refresh=False)
                 if all_added:  # the official plateau rule
                     if p_now <= best_psnr + cfg.plateau_psnr or s_now <= best_ssim + cfg.plateau_ssim:
@@ -265,7 +288,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                             decays += 1
                             if decays > cfg.max_decays:
                                 break
-                            opt.scale_lr(1.0 / cfg.lr_decay)
+                            state.opt.scale_lr(1.0 / cfg.lr_decay)
                     else:
                         best_psnr, best_ssim, stale = p_now, s_now, 0
             if adding:
@@ -274,16 +297,13 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     diff = blurred_target - cur  # (C, H, W)
                     err = diff.abs().mean(0).reshape(-1).double() ** 2
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
-                    new_col = diff.permute(1, 2, 0).reshape(-1, c)[idx] if cfg.add_color == "residual" else flat_target[idx]
-                    opt.grow([grid[idx], torch.full((len(idx), 2), 1.0 / cfg.init_scale), torch.zeros(len(idx)), new_col])
+                    new_col = diff.permute(1, 2, 0).reshape(-1, c)[idx] if cfg.add_color == "residual" else state.flat_target[idx]
+                    state.add(grid[idx], new_col)
                     levels.append(len(idx))
     finally:
         bar.close()
-    xy_, inv_s, rot, col = (p.detach() for p in opt.params)
-    g = Gaussians(xy_.clone(), 1.0 / inv_s.abs(), rot.clone(), col.clone(), h, w)
-    g.fit_info = dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),  # type: ignore[attr-defined]
-                      levels=levels)
-    return g
+    return state.gaussians(dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),
+                                levels=levels))
 
 
 def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tensor, col: torch.Tensor,

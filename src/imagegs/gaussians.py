@@ -29,6 +29,10 @@ class Gaussians:
         channel_names: optional names, one per channel (e.g. ``("R", "G", "B")`` or texture maps).
         groups: optional ``[(name, n_channels), ...]`` splitting the channels into separate images
             (a texture stack: albedo 3 + normal 3 + gloss 1); ``None`` means a single image.
+        fit_info: what made the model (:func:`imagegs.fit` records steps, seconds, config and
+            level sizes; the codec adds to it). Provenance only: not compared by ``==``, not in
+            ``repr``, not stored in files. ``replace``, ``to``, ``detach`` and indexing keep it
+            (a copy of the dict); after indexing, ``levels`` still describes the fitted set.
     """
 
     xy: torch.Tensor
@@ -39,6 +43,7 @@ class Gaussians:
     width: int
     channel_names: tuple[str, ...] | None = None
     groups: list[tuple[str, int]] | None = field(default=None)
+    fit_info: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.xy.shape[0] if self.xy.ndim == 2 else -1
@@ -66,7 +71,8 @@ class Gaussians:
         return int(self.color.shape[1])
 
     def _map(self, fn) -> "Gaussians":
-        return replace(self, xy=fn(self.xy), scale=fn(self.scale), rot=fn(self.rot), color=fn(self.color))
+        return replace(self, xy=fn(self.xy), scale=fn(self.scale), rot=fn(self.rot), color=fn(self.color),
+                       fit_info=dict(self.fit_info))
 
     def to(self, *args, **kwargs) -> "Gaussians":
         """Move/cast every tensor (same arguments as ``torch.Tensor.to``)."""

@@ -531,22 +531,24 @@ def read_source(images: PathLike | Sequence[PathLike], *, alpha: str = "keep") -
 
 
 def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
-    """Create ``path`` all at once: ``write_fn`` writes a temporary file, which then replaces it.
+    """Create ``path`` all at once and durably: ``write_fn`` writes a temporary file, which is
+    flushed to disk and then replaces ``path``. Every file imagegs writes goes through here.
 
     ``write_fn`` receives the *path* of a temporary file in the same folder (named
     ``.<name>.<random>.tmp``, so it does not carry the real extension: pass the format explicitly)
-    and must write the whole content there. On success the temporary file is moved onto ``path``
-    with ``os.replace`` (atomic on POSIX and Windows), so readers see either the old file or the
-    new one, never a half-written one. On any exception, Ctrl-C included, the temporary file is
-    removed and ``path`` is left as it was. This protects against the process being interrupted;
-    there is no fsync, so not against a power cut. Missing parent folders are created.
+    and must write the whole content there. Then the temporary file is fsynced, given the mode of
+    the file it replaces (a new file gets the umask's default), moved onto ``path`` with
+    ``os.replace`` (atomic on POSIX and Windows) and the folder is fsynced (where the platform
+    allows), so readers see either the old file or the complete new one, after a crash or power
+    cut too. On any exception, Ctrl-C included, the temporary file is removed and ``path`` is
+    left as it was. Missing parent folders are created.
 
     Returns:
         ``path`` as a :class:`Path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # reserve a fresh name; 0o666 lets the umask decide the final permissions
+    while True:  # reserve a fresh name; 0o666 lets the umask decide a new file's permissions
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
@@ -555,11 +557,41 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
             continue
     try:
         write_fn(tmp)
+        _fsync_file(tmp)
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # replacing a file keeps its permissions
+        except FileNotFoundError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush ``path``'s content to disk (whoever wrote it: fsync acts on the file, not the handle)."""
+    fd = os.open(path, os.O_RDWR)  # Windows needs write access to fsync
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: folders cannot be opened or fsynced on
+    every platform, e.g. Windows)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def write_image(pixels: torch.Tensor | np.ndarray, path: PathLike, *, bit_depth: int = 8,

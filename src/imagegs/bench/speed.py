@@ -3,14 +3,15 @@
     python -m imagegs.bench.speed --height 512 --width 512 --gaussians 10000 --backend cpu \\
         --steps 50 --json speed.json
 
-The state is the fit's own initialisation (``imagegs.fit``'s pieces, with the default FitConfig):
+The state is the fit's own initialisation (``imagegs.fit.FitState``, default FitConfig):
 all N Gaussians at ``init_positions`` (30 % uniform, the rest by squared image gradient), scale
 5 px, rotation 0, colour of the pixel underneath, inverse scales as optimised parameters. The
 target is scikit-image's astronaut resized to H x W (channels repeated to C) or uniform noise.
 
 Timed, after warm-up (the first call of each, which includes Numba compilation or loading its
 cache, is timed and reported separately):
-- step: render forward + loss (``ImageLoss``, L1 + 0.1 SSIM) + backward + the fit's Adam update;
+- step: ``FitState.step``, the fit's own step: projection + render forward + loss (``ImageLoss``,
+  L1 + 0.1 SSIM) + backward + Adam update + scale clamp;
 - forward: the render alone, without autograd (what ``imagegs render`` does).
 Each of ``--repeats`` rounds times ``--steps`` calls of each; medians / p10 / p90 are over all.
 """
@@ -29,11 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fit import Adam, FitConfig, _clamp_inverse_scales, _pixel_index
-from ..init import init_positions
+from ..fit import FitConfig, FitState
 from ..io import atomic_write
-from ..loss import ImageLoss
-from ..renderer import project, rasterize
 
 __all__ = ["fit_state", "run", "format_table", "IMAGES"]
 
@@ -53,37 +51,20 @@ def target_image(height: int, width: int, channels: int, image: str = "astronaut
 
 
 def fit_state(target: torch.Tensor, num: int, *, top_k: int | None, backend: str,
-              seed: int = 0) -> tuple[Callable[[], None], Callable[[], torch.Tensor]]:
-    """The fit's initial state for ``num`` Gaussians; returns (step, forward) closures.
+              seed: int = 0) -> tuple[Callable[[], object], Callable[[], torch.Tensor]]:
+    """The fit's initial state for ``num`` Gaussians; returns (step, forward).
 
-    ``step()`` does one optimisation step exactly as ``imagegs.fit.fit``'s loop (render, loss,
-    backward, Adam); ``forward()`` renders the current state without autograd.
+    ``step`` is :meth:`imagegs.fit.FitState.step`, the very step of ``imagegs.fit``'s loop
+    (projection, render, loss, backward, Adam, scale clamp); ``forward()`` renders the current
+    state without autograd.
     """
-    cfg = FitConfig()
-    c, h, w = target.shape
-    rng = np.random.default_rng(seed)
-    xy = init_positions(target, num, random_ratio=cfg.init_random_ratio, rng=rng)
-    colour = target.permute(1, 2, 0).reshape(-1, c)[_pixel_index(xy, h, w)].clone()
-    params = [xy, torch.full((num, 2), 1.0 / cfg.init_scale), torch.zeros(num), colour]
-    opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
-    loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
-
-    def draw() -> torch.Tensor:  # as fit's draw: scales are optimised as inverse scales
-        xy_, inv_s, rot, col = opt.params
-        means, conics, radii = project(xy_, inv_s, rot, height=h, width=w, native_height=h,
-                                       native_width=w, inverse_scale=True)
-        return rasterize(means, conics, col, radii, h, w, top_k=top_k, backend=backend)
-
-    def step() -> None:
-        loss_fn(draw()).backward()
-        opt.step()
-        _clamp_inverse_scales(opt.params[1], h, w)
+    state = FitState(target, FitConfig(num_gaussians=num, top_k=top_k, backend=backend, seed=seed))
 
     def forward() -> torch.Tensor:
         with torch.no_grad():
-            return draw()
+            return state.render()
 
-    return step, forward
+    return state.step, forward
 
 
 def _time_ms(fn: Callable[[], object]) -> float:

@@ -44,14 +44,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
         options["qat"] = args.qat
     set_threads(args.threads)
     image = read_source(args.images, alpha=args.alpha)
-    names, groups, depths = image.custom_layout()
     if not args.quiet:
         target = f"{args.bpp} bpp" if args.bpp is not None else f"{args.gaussians or DEFAULT_NUM_GAUSSIANS} Gaussians"
         print(f"encoding {', '.join(map(str, image.source))}: {image.width}x{image.height}, "
               f"{len(image.channel_names)} channels, {target}, schedule {args.schedule}", file=sys.stderr)
-    enc = codec.compress(image.pixels, bpp=args.bpp, num_gaussians=args.gaussians,
-                         metadata={"bit_depths": depths} if depths else {}, channel_names=names,
-                         groups=groups, **options)
+    enc = codec.compress(image, bpp=args.bpp, num_gaussians=args.gaussians, **options)
     codec.save_igs(enc.data, out)
     with torch.no_grad():
         rendering = render(enc.gaussians, top_k=options.get("top_k", DEFAULT_TOP_K)).clamp_(0, 1)

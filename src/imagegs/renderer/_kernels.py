@@ -16,7 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
-TILE = 16
+from .project import TILE  # the one definition; see there about Numba's cache
+
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
