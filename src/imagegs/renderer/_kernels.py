@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .project import TILE  # the one definition; see there about Numba's cache
+from .constants import TILE  # the one definition; see there about Numba's cache
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 

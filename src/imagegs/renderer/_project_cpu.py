@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .project import SIGMA_RADIUS
+from .constants import SIGMA_RADIUS
 
 
 @njit(inline="always")

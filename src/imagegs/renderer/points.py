@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from ..gaussians import Gaussians
-from . import FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_top_k, _needs_grad, _resolve_backend
-from . import average_subsamples, project_for, reference, supersampling
+from . import reference
+from .raster import (FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_top_k, _needs_grad,
+                     _resolve_backend, average_subsamples, project_for, supersampling)
 
 
 def _as_points(xy, dtype: torch.dtype) -> torch.Tensor:
