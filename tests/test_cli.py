@@ -171,7 +171,7 @@ def test_bad_options_name_the_option(tmp_path, monkeypatch, capsys, args, messag
 def test_interrupt_exits_130_without_output(fitted, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(sys.modules["imagegs.fit"], "fit", interrupted)
+    monkeypatch.setattr(sys.modules["imagegs.fitting"], "fit", interrupted)
     rc, _, err = _run(capsys, "fit", fitted[0], "-o", tmp_path / "m.gsm", "--gaussians", "10", "--quiet")
     assert rc == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []

@@ -41,7 +41,7 @@ def test_quantisation_aware_fit_sees_the_file(coffee):
 
     from imagegs.renderer import project, rasterize
 
-    fit_mod = sys.modules["imagegs.fit"]
+    fit_mod = sys.modules["imagegs.fitting"]
     bits = Bits(10, 5, 5, 5)
     g = fit(coffee, num_gaussians=300, max_steps=60, quant_bits=bits.as_tuple(), quant_start=0.5)
     h, w = coffee.shape[:2]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from imagegs import render
-from imagegs.fit import FitConfig, FitState, fit
+from imagegs.fitting import FitConfig, FitState, fit
 from imagegs.optim import Adam
 from imagegs.init import init_positions, sample_without_replacement
 from imagegs.metrics import psnr
@@ -174,7 +174,7 @@ def test_projection_from_inverse_scales_matches():
 
 
 def test_quality_schedule_is_fast_run_twice_as_long():
-    from imagegs.fit import SCHEDULES
+    from imagegs.fitting import SCHEDULES
 
     fast, quality = SCHEDULES["fast"], SCHEDULES["quality"]
     assert quality["max_steps"] == 2 * fast["max_steps"] and quality["decay_steps"][0] > fast["decay_steps"][0]

@@ -12,7 +12,7 @@ numpy array (H, W[, C]) or a tensor (C, H, W). See docs/api.md.
 
 # Cheap imports only: numba is imported lazily, by the CPU kernels and the .igs codec on first use.
 from .container import Model, load_model, save_model
-from .fit import FitConfig, fit
+from .fitting import FitConfig, fit
 from .gaussians import Gaussians
 from .io import Image, read_image, write_image, write_images
 from .renderer import decode_pixels, render

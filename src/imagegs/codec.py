@@ -25,7 +25,7 @@ import torch
 
 from . import igsfile
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
-from .fit import fit
+from .fitting import fit
 from .gaussians import Gaussians
 from .init import as_image
 from .io import Image, atomic_write, read_source

@@ -58,7 +58,7 @@ def upscale(image, height: int | None = None, width: int | None = None, *, scale
     if method in ("bicubic", "lanczos"):
         return resize(pixels, oh, ow, method=method).clamp_(0, 1)
     if method == "gaussians":
-        from .fit import fit
+        from .fitting import fit
         from .renderer import render
 
         num = num_gaussians if num_gaussians is not None else default_gaussians(h, w)

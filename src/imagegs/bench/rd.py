@@ -246,14 +246,14 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
         codecs: codec or group names (``"baselines,imagegs"`` or a sequence).
         max_side: downscale images so that the long side is at most this many pixels.
         progress: show a tqdm progress bar.
-        schedule: the imagegs fit schedule (``imagegs.fit.SCHEDULES``; default "quality").
+        schedule: the imagegs fit schedule (``imagegs.fitting.SCHEDULES``; default "quality").
         codec_factory: name -> Codec (tests substitute codecs here); default ``get_codec``, with
             ``schedule`` for imagegs.
         report: write the report after the records (``report.write_report``).
     """
     from tqdm import tqdm
 
-    from ..fit import SCHEDULES
+    from ..fitting import SCHEDULES
 
     targets = parse_bpp(bpp)
     names = parse_codecs(codecs)

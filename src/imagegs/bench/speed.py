@@ -3,7 +3,7 @@
     python -m imagegs.bench.speed --height 512 --width 512 --gaussians 10000 --backend cpu \\
         --steps 50 --json speed.json
 
-The state is the fit's own initialisation (``imagegs.fit.FitState``, default FitConfig):
+The state is the fit's own initialisation (``imagegs.fitting.FitState``, default FitConfig):
 all N Gaussians at ``init_positions`` (30 % uniform, the rest by squared image gradient), scale
 5 px, rotation 0, colour of the pixel underneath, inverse scales as optimised parameters. The
 target is scikit-image's astronaut resized to H x W (channels repeated to C) or uniform noise.
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fit import FitConfig, FitState
+from ..fitting import FitConfig, FitState
 from ..io import atomic_write
 
 __all__ = ["fit_state", "run", "format_table", "IMAGES"]
@@ -54,7 +54,7 @@ def fit_state(target: torch.Tensor, num: int, *, top_k: int | None, backend: str
               seed: int = 0) -> tuple[Callable[[], object], Callable[[], torch.Tensor]]:
     """The fit's initial state for ``num`` Gaussians; returns (step, forward).
 
-    ``step`` is :meth:`imagegs.fit.FitState.step`, the very step of ``imagegs.fit``'s loop
+    ``step`` is :meth:`imagegs.fitting.FitState.step`, the very step of ``imagegs.fit``'s loop
     (projection, render, loss, backward, Adam, scale clamp); ``forward()`` renders the current
     state without autograd.
     """

@@ -117,7 +117,7 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
     if method in ("bicubic", "lanczos"):
         return resize(x, h, w, method=method).clamp_(0, 1), info
     from .. import container
-    from ..fit import fit
+    from ..fitting import fit
     from ..renderer import render
 
     if fit_path.exists():

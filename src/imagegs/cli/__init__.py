@@ -25,7 +25,7 @@ __all__ = ["main", "build_parser", "CLIError"]
 
 def build_parser() -> Parser:
     """The ``imagegs`` argument parser with every command."""
-    from ..fit import SCHEDULES
+    from ..fitting import SCHEDULES
 
     schedules = sorted(SCHEDULES)
     parser = Parser(prog=PROG, description="Image-GS: images as 2D Gaussians: fit, compress, "

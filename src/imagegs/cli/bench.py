@@ -71,7 +71,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     from ..bench.rd import DEFAULT_BPP, DEFAULT_SCHEDULE
     from ..bench.speed import IMAGES
     from ..bench.sr import METHODS, SAMPLES, SCALES
-    from ..fit import SCHEDULES
+    from ..fitting import SCHEDULES
 
     p = bench_sub.add_parser(
         "rd", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG 2000, JPEG XL, BC, ASTC",

@@ -43,7 +43,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """``imagegs fit``: fit Gaussians to an image or stack, save the model, report quality."""
     import torch
 
-    from ..fit import fit
+    from ..fitting import fit
     from ..renderer import render
 
     out = check_output(args.output, "the model")
