@@ -1,8 +1,9 @@
 """Lossless coding of one level of quantised Gaussians into bytes (the .igs payload blocks).
 
-What the codes look like decides the transform; a well-kept general-purpose compressor does the
-entropy coding (``benchmarks/entropy_coders.py`` measured brotli, lzma, zstd and order-0 static
-models on fitted models; brotli was the smallest and is the format's coder):
+What the codes look like decides the transform, and an adaptive range coder (coder 4, the
+format's coder, :mod:`imagegs.rangecoder`) does the entropy coding. The byte coders the format
+started with (brotli, then lzma and zstd as measured alternatives) are still read, and written on
+request (``igsfile.pack(..., coder=)``); ``benchmarks/igs_coding.py`` compares them all on fitted models:
 
 1. Positions: the Gaussians of a level are put in Morton (Z-curve) order of their position codes,
    which costs nothing (the blend does not depend on order within the set) and turns two b-bit
