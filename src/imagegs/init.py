@@ -30,6 +30,8 @@ def as_image(image) -> torch.Tensor:
         image = image.pixels
     if torch.is_tensor(image):
         t = image.detach().to("cpu")
+        if not (t.is_floating_point() or t.dtype == torch.bool):  # integers: 0..max of the type
+            t = t.to(torch.float32) / float(torch.iinfo(t.dtype).max)
         if t.ndim == 2:
             t = t[None]
     else:

@@ -547,7 +547,10 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
         ``path`` as a :class:`Path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create its folder ({e.strerror})", str(path)) from None
     while True:  # reserve a fresh name; 0o666 lets the umask decide a new file's permissions
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -555,6 +558,8 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
             break
         except FileExistsError:
             continue
+        except OSError as e:  # name the user's file, not our temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         write_fn(tmp)
         _fsync_file(tmp)
@@ -563,6 +568,11 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
         except FileNotFoundError:
             pass
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is not None and Path(e.filename) == tmp:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
