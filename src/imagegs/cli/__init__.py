@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import bench, codec, liif, model
-from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message, render_options
 
 __all__ = ["main", "build_parser", "CLIError"]
 
@@ -32,8 +32,9 @@ def build_parser() -> Parser:
                                            "decode and render at any size.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model.add_parsers(sub, schedules)
-    codec.add_parsers(sub, schedules)
+    common = render_options()  # --top-k, --backend, --threads: one parent for every command that renders
+    model.add_parsers(sub, common, schedules)
+    codec.add_parsers(sub, common, schedules)
     liif.add_parsers(sub)
     group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "
                                          "speed: fit step)", description="Benchmarks; each is a subcommand.")

@@ -105,6 +105,31 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output: str, what: str) -> None:
+    """What every command that fits takes (fit, encode): the images, -o, --schedule, --steps,
+    --seed, --alpha and --quiet."""
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image file, folder (texture stack), several files (stack), 'astronaut' "
+                        "or skimage:NAME")
+    p.add_argument("-o", "--output", required=True, metavar=output, help=f"{what} to write")
+    p.add_argument("--schedule", choices=schedules, default="fast", help=SCHEDULE_HELP)
+    p.add_argument("--steps", type=positive_int, metavar="S",
+                   help="maximum optimisation steps (the official schedule may extend it)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    add_alpha(p)
+    add_quiet(p)
+
+
+def fit_kwargs(args: argparse.Namespace) -> dict:
+    """The fit's keyword arguments from the options of :func:`add_fit_options` and --top-k."""
+    options: dict = {"seed": args.seed, "schedule": args.schedule, "progress": not args.quiet}
+    if args.top_k is not None:
+        options["top_k"] = top_k_arg(args.top_k, DEFAULT_TOP_K)
+    if args.steps is not None:
+        options["max_steps"] = args.steps
+    return options
+
+
 def add_size_options(p: argparse.ArgumentParser) -> None:
     """--width, --height, --scale (see :func:`size_from_args`)."""
     p.add_argument("--width", type=positive_int, metavar="W", help="output width (alone: keep aspect ratio)")

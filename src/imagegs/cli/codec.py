@@ -15,9 +15,9 @@ from pathlib import Path
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ..io import read_source, write_images
 from ..metrics import quality_8bit
-from ._common import (SCHEDULE_HELP, CLIError, add_alpha, add_decode_options, add_quiet, add_size_options, check_output,
+from ._common import (add_fit_options, fit_kwargs, CLIError, add_decode_options, add_size_options, check_output,
                       decode_kwargs, format_bytes, fraction, nonnegative_int, output_depths, positive_float,
-                      positive_int, render_options, set_threads, size_from_args, top_k_arg)
+                      positive_int, set_threads, size_from_args, top_k_arg)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -29,12 +29,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from ..renderer import render
 
     out = check_output(args.output, "the .igs file")
-    options: dict = {"seed": args.seed, "schedule": args.schedule, "lod_training": args.lod_training,
-                     "progress": not args.quiet, "polish_steps": args.polish_steps}
-    if args.top_k is not None:
-        options["top_k"] = top_k_arg(args.top_k, DEFAULT_TOP_K)
-    if args.steps is not None:
-        options["max_steps"] = args.steps
+    options = dict(fit_kwargs(args), lod_training=args.lod_training, polish_steps=args.polish_steps)
     if args.bits is not None:
         try:
             options["bits"] = Bits.parse(args.bits)
@@ -117,20 +112,20 @@ def print_igs_info(path: Path) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction, schedules: list[str]) -> None:
-    """Register ``encode`` and ``decode``."""
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
+                schedules: list[str]) -> None:
+    """Register ``encode`` and ``decode``; ``common`` holds
+    --top-k, --backend and --threads."""
     from ..codec import POLISH_STEPS, RATE_TOLERANCE
 
-    common = render_options()
+    about = (f"Fit Gaussians, quantise them and write a compressed .igs file. --bpp sets the whole-file "
+             f"size (rate control: the file lands within {RATE_TOLERANCE:.0%} below the target). The "
+             "default schedule, fast, takes about a minute for a 1024-px image on two cores and scores "
+             "~0.3 dB below the published rate-distortion figures, which use --schedule quality "
+             "(twice the time).")
     p = sub.add_parser("encode", parents=[common], help="fit and compress an image to an .igs file",
-                       description="Fit Gaussians, quantise them and write a compressed .igs file. "
-                                   "--bpp sets the whole-file size (rate control: the file lands "
-                                   f"within {RATE_TOLERANCE:.0%} below the target). The default "
-                                   "schedule, fast, takes about a minute for a 1024-px image on two "
-                                   "cores and scores ~0.3 dB below the published rate-distortion "
-                                   "figures, which use --schedule quality (twice the time).")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image, folder/files (stack) or sample")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.igs", help="file to write")
+                       description=about)
+    add_fit_options(p, schedules, output="OUT.igs", what=".igs file")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=positive_float, metavar="B", help="target bits per pixel of the whole file")
     rate.add_argument("--gaussians", type=positive_int, metavar="N",
@@ -147,11 +142,6 @@ def add_parsers(sub: argparse._SubParsersAction, schedules: list[str]) -> None:
                         f"(default {POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
-    p.add_argument("--schedule", choices=schedules, default="fast", help=SCHEDULE_HELP)
-    p.add_argument("--steps", type=positive_int, metavar="S", help="maximum optimisation steps")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
-    add_alpha(p)
-    add_quiet(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", parents=[common], help="decode an .igs file to image file(s)",

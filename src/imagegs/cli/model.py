@@ -23,9 +23,9 @@ from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_TOP_K
 from ..igsfile import MAGIC as IGS_MAGIC
 from ..io import read_source, write_images
 from ..metrics import quality_8bit
-from ._common import (SCHEDULE_HELP, CLIError, add_alpha, add_bit_depth, add_decode_options, add_quiet, add_size_options,
-                      check_output, decode_kwargs, format_bytes, nonnegative_int, output_depths,
-                      positive_int, render_options, set_threads, size_from_args, top_k_arg)
+from ._common import (add_fit_options, fit_kwargs, CLIError, add_bit_depth, add_decode_options, add_size_options,
+                      check_output, decode_kwargs, format_bytes, output_depths,
+                      positive_int, set_threads, size_from_args, top_k_arg)
 
 
 
@@ -50,11 +50,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.render:
         check_output(args.render, "the rendering", image=True)
     num = args.gaussians if args.gaussians is not None else DEFAULT_NUM_GAUSSIANS
-    options: dict = {"seed": args.seed, "backend": args.backend, "num_gaussians": num}
-    if args.top_k is not None:
-        options["top_k"] = top_k_arg(args.top_k, DEFAULT_TOP_K)
-    if args.steps is not None:
-        options["max_steps"] = args.steps
+    options = dict(fit_kwargs(args), backend=args.backend, num_gaussians=num)
     set_threads(args.threads)
 
     image = read_source(args.images, alpha=args.alpha)
@@ -66,7 +62,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"{len(image.channel_names)} channels, {num} Gaussians, schedule {args.schedule}",
               file=sys.stderr)
 
-    g = fit(image.pixels, schedule=args.schedule, progress=not args.quiet, **options)
+    g = fit(image.pixels, **options)
     info = g.fit_info
     g = replace(g, channel_names=image.channel_names, groups=list(image.groups))
     settings = info.get("config", {})
@@ -185,27 +181,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction, schedules: list[str]) -> None:
-    """Register ``fit``, ``render`` and ``info``."""
-    common = render_options()
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
+                schedules: list[str]) -> None:
+    """Register ``fit``, ``render`` and ``info``; ``common`` holds
+    --top-k, --backend and --threads."""
     p = sub.add_parser("fit", parents=[common], help="fit Gaussians to an image or texture stack",
                        description="Fit Gaussians to an image, a folder or list of images (a "
                                    "texture stack), or a scikit-image sample ('astronaut', "
                                    "'skimage:coffee'), and save the model file (.gsm).")
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image file, folder (texture stack), several files (stack), 'astronaut' "
-                        "or skimage:NAME")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.gsm", help="model file to write")
+    add_fit_options(p, schedules, output="OUT.gsm", what="model file")
     p.add_argument("--gaussians", type=positive_int, metavar="N",
                    help=f"number of Gaussians (default {DEFAULT_NUM_GAUSSIANS})")
-    p.add_argument("--schedule", choices=schedules, default="fast", help=SCHEDULE_HELP)
-    p.add_argument("--steps", type=positive_int, metavar="S",
-                   help="maximum optimisation steps (the official schedule may extend it)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
-    add_alpha(p)
     p.add_argument("--render", metavar="PNG",
                    help="also write the rendering (one file per map for stacks)")
-    add_quiet(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("render", parents=[common], help="render a model file to image file(s)",
