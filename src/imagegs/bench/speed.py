@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..cli import set_threads
+from ..defaults import DEFAULT_TOP_K, check_top_k
 from ..fit import FitConfig, FitState
 from ..io import atomic_write
 
@@ -100,7 +101,7 @@ def machine() -> dict:
 
 
 def run(*, height: int, width: int, gaussians: int, backend: str = "cpu", steps: int = 20,
-        top_k: int | None = 10, channels: int = 3, repeats: int = 1, image: str = "astronaut",
+        top_k: int | None = DEFAULT_TOP_K, channels: int = 3, repeats: int = 1, image: str = "astronaut",
         seed: int = 0, warmup: int = 2) -> dict:
     """Time ``steps`` x ``repeats`` fit steps and forward renders; returns the result record."""
     target = target_image(height, width, channels, image, seed)
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gaussians", type=int, default=5000)
     ap.add_argument("--backend", choices=("cpu", "reference"), default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed calls per round (default 20)")
-    ap.add_argument("--top-k", type=int, default=10, help="0 = every Gaussian of the tile")
+    ap.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="0 = every Gaussian of the tile")
     ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1, help="timing rounds (default 1)")
     ap.add_argument("--image", choices=IMAGES, default="astronaut")
@@ -166,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("height", "width", "gaussians", "steps", "channels", "repeats"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be a positive integer")
-    if not 0 <= args.top_k <= 64:
-        ap.error("--top-k must be between 0 and 64")
+    try:
+        top_k = check_top_k(args.top_k, name="--top-k")
+    except ValueError as e:
+        ap.error(str(e))
     if args.gaussians > args.height * args.width:
         ap.error("--gaussians must not exceed the pixel count")
     try:
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         ap.error(str(e))
     result = run(height=args.height, width=args.width, gaussians=args.gaussians, backend=args.backend,
-                 steps=args.steps, top_k=args.top_k or None, channels=args.channels,
+                 steps=args.steps, top_k=top_k, channels=args.channels,
                  repeats=args.repeats, image=args.image, seed=args.seed)
     print(format_table(result))
     if args.json:

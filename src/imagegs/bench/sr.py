@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from ..defaults import DEFAULT_NUM_GAUSSIANS
 from ..io import atomic_write, read_image, to_uint8
 
 __all__ = ["PAPER", "degrade", "shaved_psnr", "run", "add_arguments", "run_cli", "format_table"]
@@ -136,7 +137,7 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
 
 def run(*, images: str | None, samples: list[str], scales: list[int], methods: list[str],
         work_dir: Path, out_dir: Path | None, weights: str | None = None, crop: int = 0,
-        max_gaussians: int = 10_000, gaussian_scales: list[int] | None = None,
+        max_gaussians: int = DEFAULT_NUM_GAUSSIANS, gaussian_scales: list[int] | None = None,
         gaussian_images: list[str] | None = None, fit_steps: int | None = None,
         cached_only: bool = False, progress: bool = True) -> dict:
     """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``).
@@ -342,8 +343,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
     p.add_argument("--crop", type=int, default=0, metavar="N",
                    help="evaluate the central N x N part of each image (0, the default: all of it)")
-    p.add_argument("--max-gaussians", type=int, default=10_000, metavar="N",
-                   help="Image-GS budget cap (also at most half the LR pixels; default 10000)")
+    p.add_argument("--max-gaussians", type=int, default=DEFAULT_NUM_GAUSSIANS, metavar="N",
+                   help=f"Image-GS budget cap (also at most half the LR pixels; default {DEFAULT_NUM_GAUSSIANS})")
     p.add_argument("--fit-steps", type=int, metavar="S",
                    help="Image-GS fit steps (default: the fast schedule's 1200)")
     p.add_argument("--gaussian-scales", type=_int_list, metavar="LIST",

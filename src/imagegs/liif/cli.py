@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..cli import CLIError, _check_output, output_size, read_source, set_threads
-from .upscale import DEFAULT_BATCH, METHODS
+from .upscale import DEFAULT_BATCH, MAX_GAUSSIANS, METHODS
 
 __all__ = ["add_commands", "add_bench_commands", "cmd_upscale", "cmd_weights"]
 
@@ -112,7 +112,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
     p.add_argument("--device", default="cpu", help="torch device for LIIF, e.g. cuda (default cpu)")
     p.add_argument("--gaussians", type=int, metavar="N",
-                   help="Image-GS budget (default: 10000, at most half the input's pixels)")
+                   help=f"Image-GS budget (default: {MAX_GAUSSIANS}, at most half the input's pixels)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="Q",
                    help=f"LIIF queries decoded at once; bounds memory (default {DEFAULT_BATCH})")
     p.add_argument("--alpha", choices=("keep", "drop", "white", "black"), default="keep",

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from ..defaults import DEFAULT_NUM_GAUSSIANS
 from .models import LIIF, axis_coord
 
 __all__ = ["METHODS", "upscale", "liif_upscale", "resize", "default_gaussians"]
@@ -22,7 +23,7 @@ __all__ = ["METHODS", "upscale", "liif_upscale", "resize", "default_gaussians"]
 METHODS = ("liif", "gaussians", "bicubic", "lanczos")
 _PIL_FILTERS = {"bicubic": PILImage.Resampling.BICUBIC, "lanczos": PILImage.Resampling.LANCZOS}
 DEFAULT_BATCH = 16384  # queries per decoder batch: 4 x 16 MB of activations
-MAX_GAUSSIANS = 10_000
+MAX_GAUSSIANS = DEFAULT_NUM_GAUSSIANS  # Image-GS budget cap (also at most half the pixels)
 
 
 def resize(image: torch.Tensor, height: int, width: int, *, method: str = "bicubic") -> torch.Tensor:
