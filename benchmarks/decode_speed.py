@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import imagegs
+from imagegs.defaults import BLEND_EPS, DEFAULT_TOP_K
 from imagegs.io import atomic_write
 from imagegs.renderer import project
 from imagegs.renderer.forward import points_forward, prepare, rasterize_forward
@@ -82,7 +83,7 @@ def full_decode(g: imagegs.Gaussians, height: int, width: int, runs: int) -> dic
         means, conics, radii = project(g.xy, g.scale, g.rot, height=height, width=width,
                                        native_height=g.height, native_width=g.width)
         stats: dict = {}
-        rasterize_forward(means, conics, g.color, radii, height, width, top_k=10, eps=1e-4, stats=stats)
+        rasterize_forward(means, conics, g.color, radii, height, width, top_k=DEFAULT_TOP_K, eps=BLEND_EPS, stats=stats)
     lists = np.diff(setup()[4])
     return {"height": height, "width": width, "total_ms": round(total, 2), "runs_ms": times,
             "cpu_ms": round(cpu, 2), "projection_and_binning_ms": round(setup_ms, 2),
@@ -99,7 +100,7 @@ def random_access(g: imagegs.Gaussians, points: int, runs: int, seed: int = 0) -
                                        native_height=g.height, native_width=g.width)
         pts = (xy * torch.tensor([g.width, g.height], dtype=torch.float64)).to(g.xy.dtype)
         stats: dict = {}
-        points_forward(means, conics, g.color, radii, pts, g.height, g.width, top_k=10, eps=1e-4, stats=stats)
+        points_forward(means, conics, g.color, radii, pts, g.height, g.width, top_k=DEFAULT_TOP_K, eps=BLEND_EPS, stats=stats)
     return {"points": points, "total_ms": round(total, 2), "runs_ms": times, "cpu_ms": round(cpu, 2),
             "points_per_s": points / total * 1000, "points_per_cpu_s": points / cpu * 1000, "counts": stats, **macs(stats, g.channels)}
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 import imagegs
 from imagegs import metrics
+from imagegs.defaults import DEFAULT_NUM_GAUSSIANS
 from imagegs.io import atomic_write, to_uint8
 
 
@@ -36,7 +37,7 @@ def main(argv=None) -> None:
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--long-side", type=int, default=1024)
-    ap.add_argument("--gaussians", type=int, default=10_000)
+    ap.add_argument("--gaussians", type=int, default=DEFAULT_NUM_GAUSSIANS)
     ap.add_argument("--schedule", default="fast")
     args = ap.parse_args(argv)
     rows = []

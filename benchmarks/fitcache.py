@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 import imagegs
+from imagegs.defaults import DEFAULT_NUM_GAUSSIANS
 
 LONG_SIDE = 1024
 DEFAULT_CACHE = Path("/tmp/dech/fits")
@@ -46,7 +47,7 @@ def downscaled(path: Path, factor: float) -> Image.Image:
     return im.resize((max(1, round(im.width / factor)), max(1, round(im.height / factor))), Image.LANCZOS)
 
 
-def gaussians_for(factor: int, native: int = 10_000) -> int:
+def gaussians_for(factor: int, native: int = DEFAULT_NUM_GAUSSIANS) -> int:
     """Gaussians for a fit of the image downscaled by ``factor``: the same density as ``native``."""
     return round(native / factor**2)
 

@@ -19,6 +19,7 @@ from skimage import data
 
 import imagegs
 from imagegs import metrics
+from imagegs.defaults import DEFAULT_NUM_GAUSSIANS
 from imagegs.io import atomic_write, to_uint8
 
 
@@ -37,7 +38,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
-    ap.add_argument("--gaussians", type=int, default=10_000)
+    ap.add_argument("--gaussians", type=int, default=DEFAULT_NUM_GAUSSIANS)
     ap.add_argument("--schedules", default="fast,official")
     ap.add_argument("--include", type=Path, nargs="*", default=[],
                     help="earlier JSON outputs whose runs are added to this one (e.g. a long official run)")

@@ -85,7 +85,7 @@ def test_plateau_stops_early():
 
 @pytest.mark.parametrize("bad,match", [
     (dict(num_gaussians=0), "num_gaussians"), (dict(num_gaussians=10**6), "exceeds"),
-    (dict(top_k=0), "top_k"), (dict(lr_xy=-1.0), "lr_xy"), (dict(backend="gpu"), "backend"),
+    (dict(top_k=65), "top_k"), (dict(lr_xy=-1.0), "lr_xy"), (dict(backend="gpu"), "backend"),
     (dict(add_steps=(5, 3)), "add_steps"), (dict(init_scale=0.0), "init_scale"),
 ])
 def test_bad_options(bad, match):

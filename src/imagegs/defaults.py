@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "DEFAULT_NUM_GAUSSIANS", "MAX_PIXELS", "check_top_k", "check_pixels",
-           "output_size"]
+__all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "DEFAULT_NUM_GAUSSIANS", "MAX_PIXELS", "BLEND_EPS", "check_top_k",
+           "check_pixels", "output_size"]
 
 DEFAULT_TOP_K = 10  # Gaussians blended per pixel (Image-GS's K)
 MAX_TOP_K = 64  # largest K the kernels and the .igs header accept
 DEFAULT_NUM_GAUSSIANS = 10_000  # Image-GS's default budget
 MAX_PIXELS = 2**28  # largest image decoded or rendered unless the caller raises it (max_pixels=)
+BLEND_EPS = 1e-4  # the blend's normaliser offset: sum(w c) / (sum(w) + eps) (the official value)
 
 
 def check_top_k(top_k: int | None, *, name: str = "top_k") -> int | None:
     """``top_k`` checked: an integer in 1..MAX_TOP_K, or None (or 0) for every Gaussian of the tile.
 
+    The one check of every entry point that takes a K (render, decode_pixels, fit/FitConfig,
+    compress, the .igs writer and reader, benchmarks): everywhere the same range, and 0 and None
+    mean the same (the whole tile, Image-GS's ablation mode; the .igs header stores it as 0).
     Returns the normalised value (0 becomes None). ``name`` is what the error message calls the
     value (e.g. ``--top-k`` on the command line).
     """

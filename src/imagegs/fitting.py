@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
 
 from . import metrics
+from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
 from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
 from .init import sample_without_replacement
@@ -39,8 +40,8 @@ class FitDivergedError(ValueError):
 class FitConfig:
     """Every setting of a fit. Defaults: the official Image-GS values except the schedule."""
 
-    num_gaussians: int = 10_000
-    top_k: int | None = 10
+    num_gaussians: int = DEFAULT_NUM_GAUSSIANS
+    top_k: int | None = DEFAULT_TOP_K  # 0 or None: every Gaussian of the tile
     init_ratio: float = 0.5  # share of the budget placed at initialisation
     init_scale: float = 5.0  # pixels
     init_random_ratio: float = 0.3  # share of initial positions drawn uniformly
@@ -81,7 +82,7 @@ class FitConfig:
                 raise ValueError(msg)
         need(isinstance(self.num_gaussians, int) and 1 <= self.num_gaussians, f"num_gaussians must be a positive integer, got {self.num_gaussians!r}")
         need(self.num_gaussians <= height * width, f"num_gaussians ({self.num_gaussians}) exceeds the pixel count ({height * width})")
-        need(self.top_k is None or (isinstance(self.top_k, int) and 1 <= self.top_k <= 64), f"top_k must be 1..64 or None, got {self.top_k!r}")
+        check_top_k(self.top_k)
         need(0.0 < self.init_ratio <= 1.0, f"init_ratio must be in (0, 1], got {self.init_ratio}")
         need(0.0 <= self.init_random_ratio <= 1.0, f"init_random_ratio must be in [0, 1], got {self.init_random_ratio}")
         need(math.isfinite(self.init_scale) and self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
@@ -133,6 +134,8 @@ def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> Fi
     for key in ("add_steps", "decay_steps"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
+    if "top_k" in overrides:  # a plain int or None (0 means None), whatever integer type was given
+        overrides["top_k"] = check_top_k(overrides["top_k"])
     if overrides.get("quant_bits") is not None:
         overrides["quant_bits"] = Bits.parse(overrides["quant_bits"]).as_tuple()
     return replace(base, **overrides)

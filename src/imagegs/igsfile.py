@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import bitstream
+from .defaults import DEFAULT_TOP_K, MAX_TOP_K, check_top_k
 from .quantize import MAX_BITS, MIN_BITS, Bits, QuantizedGaussians
 
 __all__ = ["IGSFileError", "IGSHeader", "MAGIC", "VERSION", "pack", "unpack", "read_header", "columns",
@@ -157,7 +158,7 @@ def _header_bytes(h: IGSHeader) -> bytes:
     return b"".join(parts)
 
 
-def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = 10,
+def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = DEFAULT_TOP_K,
          coder: int = bitstream.DEFAULT_CODER, metadata: dict | None = None
          ) -> tuple[bytes, np.ndarray]:
     """Encode quantised Gaussians, split into consecutive ``levels`` (sizes, coarse to fine).
@@ -170,7 +171,7 @@ def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = 10,
     if q.num > MAX_GAUSSIANS or q.channels > MAX_CHANNELS:
         raise ValueError(f"too many Gaussians ({q.num} > {MAX_GAUSSIANS}) or channels ({q.channels})")
     cols = columns(q)
-    h = IGSHeader(q.width, q.height, q.channels, q.bits, top_k, coder, list(levels), q.pos_range,
+    h = IGSHeader(q.width, q.height, q.channels, q.bits, check_top_k(top_k), coder, list(levels), q.pos_range,
                   q.scale_range, q.color_range, [], q.channel_names, q.groups, metadata or {})
     h.predictors = bitstream.choose_predictors(cols, h.column_bits(), h.column_groups())
     head = _header_bytes(h)
@@ -226,7 +227,7 @@ def _parse_header(data: bytes) -> tuple[IGSHeader, int]:
     width = one_varint(F_WIDTH, 1, MAX_SIDE, "width")
     height = one_varint(F_HEIGHT, 1, MAX_SIDE, "height")
     channels = one_varint(F_CHANNELS, 1, MAX_CHANNELS, "channel count")
-    top_k = one_varint(F_TOPK, 0, 64, "top-K")
+    top_k = one_varint(F_TOPK, 0, MAX_TOP_K, "top-K")
     coder = one_varint(F_CODER, 1, 255, "coder id")
     if coder not in bitstream.CODER_NAMES:
         raise IGSFileError(f"unknown entropy coder id {coder}")

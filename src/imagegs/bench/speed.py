@@ -19,19 +19,16 @@ Each of ``--repeats`` rounds times ``--steps`` calls of each; medians / p10 / p9
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
-import sys
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_TOP_K
 from ..fitting import FitConfig, FitState
-from ..io import atomic_write
 
 __all__ = ["fit_state", "run", "format_table", "IMAGES"]
 
@@ -98,7 +95,7 @@ def machine() -> dict:
 
 
 def run(*, height: int, width: int, gaussians: int, backend: str = "cpu", steps: int = 20,
-        top_k: int | None = 10, channels: int = 3, repeats: int = 1, image: str = "astronaut",
+        top_k: int | None = DEFAULT_TOP_K, channels: int = 3, repeats: int = 1, image: str = "astronaut",
         seed: int = 0, warmup: int = 2) -> dict:
     """Time ``steps`` x ``repeats`` fit steps and forward renders; returns the result record."""
     target = target_image(height, width, channels, image, seed)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from ..defaults import DEFAULT_NUM_GAUSSIANS
 from ..io import atomic_write, read_image, to_uint8
 
 __all__ = ["PAPER", "degrade", "shaved_psnr", "run", "format_table", "METHODS", "SCALES", "SAMPLES"]
@@ -136,7 +137,7 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
 
 def run(*, images: str | None, samples: list[str], scales: list[int], methods: list[str],
         work_dir: Path, out_dir: Path | None, weights: str | None = None, crop: int = 0,
-        max_gaussians: int = 10_000, gaussian_scales: list[int] | None = None,
+        max_gaussians: int = DEFAULT_NUM_GAUSSIANS, gaussian_scales: list[int] | None = None,
         gaussian_images: list[str] | None = None, fit_steps: int | None = None,
         cached_only: bool = False, progress: bool = True) -> dict:
     """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``).

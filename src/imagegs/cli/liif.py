@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..defaults import DEFAULT_NUM_GAUSSIANS
 from ..io import read_source, write_images
 from ._common import (CLIError, add_alpha, add_bit_depth, add_quiet, add_size_options, add_threads, check_output,
                       positive_int, set_threads, size_from_args)
@@ -126,7 +127,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="PATH", help="LIIF checkpoint (default: the official one)")
     p.add_argument("--device", default="cpu", help="torch device for LIIF, e.g. cuda (default cpu)")
     p.add_argument("--gaussians", type=positive_int, metavar="N",
-                   help="Image-GS budget (default: 10000, at most half the input's pixels)")
+                   help=f"Image-GS budget (default: {DEFAULT_NUM_GAUSSIANS}, at most half the input's pixels)")
     p.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="Q",
                    help=f"LIIF queries decoded at once; bounds memory (default {DEFAULT_BATCH})")
     add_alpha(p, "resized bicubically beside LIIF's colour")

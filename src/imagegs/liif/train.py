@@ -30,7 +30,7 @@ from PIL import Image as PILImage
 
 from ..io import _resolve_sources, read_image, to_uint8
 from .models import LIIF, make, make_coord
-from .weights import WeightsError, _read_checkpoint, load_weights, save_weights
+from .weights import _read_checkpoint, load_weights, save_weights
 
 __all__ = ["DEFAULT_CONFIG", "load_config", "ImageBank", "sample_batch", "train", "CHECKPOINT", "FINAL",
            "TrainError"]

@@ -32,13 +32,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..defaults import DEFAULT_TOP_K
 from ._kernels import FASTMATH, TILE, _accumulate, _exp_neg_half, _insert, _longest, _make_insert, _prune
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
 SUB = TILE // BLOCK  # sub-blocks per tile side (query grouping; 1 with whole-tile chunks)
 NSTATS = 5  # per-tile work counts (see ``decode``)
-FAST_K = 10  # the K with an unrolled insertion network (the default); others take the generic one
+FAST_K = DEFAULT_TOP_K  # the K with an unrolled insertion network; others take the generic one
 _insert_fast = _make_insert(FAST_K, LANES)
 
 _LOG2E = 1.4426950408889634

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..defaults import BLEND_EPS, DEFAULT_TOP_K
 from ..gaussians import Gaussians
 from . import reference
 from .raster import (FILTER_SIGMA, SUPERSAMPLE, _check_gaussians, _check_size, _check_top_k, _needs_grad,
@@ -36,7 +37,7 @@ def _bad_values(xy: torch.Tensor, status: int | None = None) -> None:
 
 
 def decode_pixels(gaussians: Gaussians, xy, *, height: int | None = None, width: int | None = None,
-                  top_k: int | None = 10, eps: float = 1e-4, antialias: bool = True,
+                  top_k: int | None = DEFAULT_TOP_K, eps: float = BLEND_EPS, antialias: bool = True,
                   filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE,
                   backend: str = "auto") -> torch.Tensor:
     """Evaluate the model at arbitrary continuous points, without rendering the rest of the image.

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..defaults import MAX_PIXELS, check_pixels
+from ..defaults import BLEND_EPS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
 from ..gaussians import Gaussians
 from . import reference
 from .project import TILE, prefilter, project
@@ -51,9 +51,8 @@ def check_region(region, height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def _check_top_k(top_k) -> int:
-    if top_k is not None and (int(top_k) != top_k or top_k < 0):
-        raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
-    return int(top_k or 0)
+    """:func:`imagegs.defaults.check_top_k`, as the kernels take it (0 = whole tile)."""
+    return check_top_k(top_k) or 0
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -85,7 +84,7 @@ def _resolve_backend(backend: str, device: torch.device, grad: bool, special: st
 
 
 def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
-              height: int, width: int, *, top_k: int | None = 10, eps: float = 1e-4,
+              height: int, width: int, *, top_k: int | None = DEFAULT_TOP_K, eps: float = BLEND_EPS,
               backend: str = "auto", qoff: torch.Tensor | None = None,
               region: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """Rasterise projected Gaussians: means (N, 2) px, conics (N, 3), colors (N, C), radii (N,) -> (C, H, W).
@@ -163,7 +162,7 @@ def average_subsamples(sub: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
 
 
 def render(gaussians: Gaussians, height: int | None = None, width: int | None = None, *,
-           top_k: int | None = 10, eps: float = 1e-4, backend: str = "auto",
+           top_k: int | None = DEFAULT_TOP_K, eps: float = BLEND_EPS, backend: str = "auto",
            region: tuple[int, int, int, int] | None = None, antialias: bool = True,
            filter_sigma: float = FILTER_SIGMA, supersample: int = SUPERSAMPLE,
            max_pixels: int = MAX_PIXELS) -> torch.Tensor:

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..defaults import BLEND_EPS, DEFAULT_TOP_K
 from .project import TILE
 
 
@@ -74,7 +75,7 @@ def _blend(px: torch.Tensor, py: torch.Tensor, ids: torch.Tensor, valid: torch.T
 
 
 def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
-              height: int, width: int, *, top_k: int | None = 10, eps: float = 1e-4,
+              height: int, width: int, *, top_k: int | None = DEFAULT_TOP_K, eps: float = BLEND_EPS,
               qoff: torch.Tensor | None = None, region: tuple[int, int, int, int] | None = None
               ) -> torch.Tensor:
     """Render (C, height, width): per pixel, blend the K tile Gaussians with the largest value.
@@ -106,8 +107,8 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, r
 
 
 def rasterize_points(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, radii: torch.Tensor,
-                     points: torch.Tensor, height: int, width: int, *, top_k: int | None = 10,
-                     eps: float = 1e-4, qoff: torch.Tensor | None = None) -> torch.Tensor:
+                     points: torch.Tensor, height: int, width: int, *, top_k: int | None = DEFAULT_TOP_K,
+                     eps: float = BLEND_EPS, qoff: torch.Tensor | None = None) -> torch.Tensor:
     """The blend of ``rasterize`` at arbitrary points (P, 2) = (x, y) in output pixels -> (P, C).
 
     Each point uses the Gaussian list of the height x width grid's tile that contains it (points
