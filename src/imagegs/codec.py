@@ -245,14 +245,15 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     if not isinstance(polish_steps, (int, np.integer)) or isinstance(polish_steps, bool) or polish_steps < 0:
         raise ValueError(f"polish_steps must be a non-negative integer, got {polish_steps!r}")
     k = check_top_k(top_k)
-    job = _Job(target, dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
-                            progress=progress),
-               dict(channel_names=tuple(channel_names) if channel_names else None,
-                    groups=[(str(a), int(b)) for a, b in groups] if groups else None),
-               qat, int(polish_steps), k, metadata)
+    job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), top_k=k, metadata=metadata,
+               fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
+                                progress=progress),
+               names=dict(channel_names=tuple(channel_names) if channel_names else None,
+                          groups=[(str(a), int(b)) for a, b in groups] if groups else None))
     if bpp is None:
         n = DEFAULT_NUM_GAUSSIANS if num_gaussians is None else num_gaussians
-        return _at_count(job, n, default_bits(h, w, num_gaussians=n, channels=c) if bits is None else Bits.parse(bits))
+        fixed = default_bits(h, w, num_gaussians=n, channels=c) if bits is None else Bits.parse(bits)
+        return _at_count(job, n, fixed)
 
     bpp = _check_bpp(bpp)
     budget = bpp * h * w / 8
