@@ -36,10 +36,12 @@ __all__ = [
     "SAMPLES",
     "atomic_write",
     "check_image_path",
+    "image_files",
     "max_image_pixels",
     "read_image",
     "read_sample",
     "read_source",
+    "readable_extensions",
     "to_uint8",
     "write_image",
     "write_images",
@@ -164,7 +166,7 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
     """
     if alpha not in ALPHA_POLICIES:
         raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, got {alpha!r}")
-    paths = _resolve_sources(source)
+    paths = image_files(source)
     decoded = [_apply_alpha(_read_one(p), alpha) for p in paths]
 
     sizes = {d.pixels.shape[:2] for d in decoded}
@@ -188,12 +190,14 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
     )
 
 
-def _resolve_sources(source: PathLike | Sequence[PathLike]) -> list[Path]:
-    """The files to read, in channel order; errors for missing files and empty folders."""
+def image_files(source: PathLike | Sequence[PathLike]) -> list[Path]:
+    """The image files that :func:`read_image` reads for ``source``, in channel order: a file; a
+    folder's image files (sorted by name, hidden files and sub-folders ignored); or a list of
+    files. ImageReadError for missing files and folders without images."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            exts = _readable_extensions()
+            exts = readable_extensions()
             paths = sorted((p for p in path.iterdir()
                             if p.is_file() and not p.name.startswith(".")
                             and p.suffix.lower() in exts), key=lambda p: p.name)
@@ -214,7 +218,7 @@ def _resolve_sources(source: PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 @functools.cache
-def _readable_extensions() -> frozenset[str]:
+def readable_extensions() -> frozenset[str]:
     """Lower-case extensions (with dot) of the formats Pillow can open."""
     return frozenset(ext for ext, fmt in PILImage.registered_extensions().items()
                      if fmt in PILImage.OPEN)

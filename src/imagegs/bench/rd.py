@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import _readable_extensions, atomic_write, read_image, to_uint8
+from ..io import readable_extensions, atomic_write, read_image, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, get_codec, search_quality
 from .measures import quality
 
@@ -101,7 +101,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise RDError(f"{folder}: not a folder (--images takes a folder of images)")
-    exts = _readable_extensions()
+    exts = readable_extensions()
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
     if not files:

@@ -74,9 +74,9 @@ def _load_images(folder: str | None, samples: list[str]) -> list[tuple[str, np.n
     """(name, (H, W, 3) uint8) for every image of ``folder`` and every scikit-image sample."""
     out = []
     if folder:
-        from ..io import _resolve_sources
+        from ..io import image_files
 
-        for p in _resolve_sources(folder):
+        for p in image_files(folder):
             px = read_image(p, alpha="white").pixels
             out.append((p.stem, to_uint8(px.expand(3, -1, -1) if px.shape[0] == 1 else px)))
     if samples:

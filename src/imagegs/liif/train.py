@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from ..io import _resolve_sources, read_image, to_uint8
+from ..io import image_files, read_image, to_uint8
 from .models import LIIF, make, make_coord
 from .weights import _read_checkpoint, load_weights, save_weights
 
@@ -93,7 +93,7 @@ class ImageBank:
     """Every image of a folder, in memory as (H, W, 3) uint8 (grey made RGB, alpha dropped)."""
 
     def __init__(self, folder: str | Path, *, min_size: int):
-        paths = _resolve_sources(folder)
+        paths = image_files(folder)
         self.images: list[np.ndarray] = []
         for p in paths:
             px = read_image(p, alpha="drop").pixels
