@@ -19,15 +19,16 @@ Every codec turns an (H, W, 3) uint8 RGB image into bytes and back. There are th
 bpp always comes from the whole file, ``8 * len(data) / (H * W)``, and the actual value is what
 is reported, never the target.
 
-Encoder settings are each library's real ones, chosen for quality where that is cheap (details
-in each class's ``description``): JPEG via Pillow's libjpeg-turbo with Huffman optimisation at
-4:2:0 and 4:4:4; WebP method 6; AVIF (libavif via Pillow, default speed 6, 4:2:0 and 4:4:4); JPEG 2000
-(OpenJPEG via Pillow, irreversible 9/7 wavelet and colour transform, raw codestream, rate
-targeted by compression ratio); JPEG XL
-(libjxl via pillow-jxl-plugin, effort 7, the quality <-> distance mapping of cjxl); BC1 and BC7
-from etcpak (BC7: bc7enc at its highest level, linear channel weights), decoded by
-texture2ddecoder (etcpak's own BC decoders crash on this machine); ASTC from ARM's astcenc via
-astc-encoder-py (LDR profile, ``thorough`` preset), decoded by astcenc itself.
+Encoder settings are each library's best-practice ones where that is affordable (details in
+each codec's ``description``, measured effects in docs/notes/baselines.md): JPEG via Pillow's
+libjpeg-turbo with Huffman optimisation, 4:2:0 and 4:4:4; WebP method 6; AVIF (libavif/AOM via
+Pillow, default speed 6, tune=psnr, 4:2:0 and 4:4:4); JPEG 2000 (OpenJPEG via Pillow,
+irreversible 9/7 wavelet and colour transform, raw codestream, rate targeted by compression
+ratio); JPEG XL (libjxl via pillow-jxl-plugin, effort 7, the quality <-> distance mapping of
+cjxl); BC1 from quicktex (rgbcx, its highest level) and BC7 from etcpak (bc7enc at its highest
+level, linear channel weights), both decoded by texture2ddecoder (etcpak's own BC decoders
+crash on this machine); ASTC from ARM's astcenc via astc-encoder-py (LDR profile, ``thorough``
+preset), decoded by astcenc itself.
 """
 
 from __future__ import annotations
@@ -246,16 +247,21 @@ class TextureCodec(Codec):
 
 
 class BCCodec(TextureCodec):
-    """BC1 / BC7 encoded by etcpak, decoded by texture2ddecoder (which returns BGRA)."""
+    """BC1 encoded by quicktex (rgbcx), BC7 by etcpak (bc7enc); both decoded by
+    texture2ddecoder (which returns BGRA)."""
 
+    BC1_LEVEL = 18  # rgbcx's highest (etcpak's fast BC1 is 3-8 dB worse: docs/notes/baselines.md)
     BC7_UBER_LEVEL = 4  # bc7enc's highest
     BC7_PARTITIONS = 64  # all of BC7's
 
     def __init__(self, variant: str):
         self.variant = variant
         if variant == "bc1":
-            super().__init__("bc1", "BC1", (4, 4), 8, "BC1 (DXT1) by etcpak (fast range fit)")
-            self.settings = "etcpak compress_bc1"
+            super().__init__("bc1", "BC1", (4, 4), 8,
+                             f"BC1 (DXT1) by quicktex (a port of rgbcx), level {self.BC1_LEVEL} "
+                             "(its highest), four-colour blocks")
+            self.settings = f"quicktex BC1Encoder level={self.BC1_LEVEL} FourColor"
+            self._modules = ("quicktex", "texture2ddecoder")
         else:
             super().__init__("bc7", "BC7", (4, 4), 16,
                              f"BC7 by etcpak's bc7enc, uber level {self.BC7_UBER_LEVEL}, "
@@ -263,9 +269,10 @@ class BCCodec(TextureCodec):
                              "(optimises RGB error)")
             self.settings = (f"etcpak compress_bc7 uber_level={self.BC7_UBER_LEVEL} "
                              f"max_partitions={self.BC7_PARTITIONS} linear_weights")
+            self._modules = ("etcpak", "texture2ddecoder")
 
     def check_available(self) -> None:
-        for module in ("etcpak", "texture2ddecoder"):
+        for module in self._modules:
             try:
                 __import__(module)
             except ImportError as e:
@@ -273,10 +280,14 @@ class BCCodec(TextureCodec):
                                  f"(pip install 'imagegs[bench]'): {e}") from None
 
     def _compress(self, rgba: np.ndarray, height: int, width: int) -> bytes:
+        if self.variant == "bc1":
+            import quicktex
+            from quicktex.s3tc.bc1 import BC1Encoder
+
+            texture = quicktex.RawTexture.frombytes(rgba.tobytes(), width, height)
+            return bytes(BC1Encoder(self.BC1_LEVEL, BC1Encoder.ColorMode.FourColor).encode(texture))
         import etcpak
 
-        if self.variant == "bc1":
-            return etcpak.compress_bc1(rgba.tobytes(), width, height)
         params = etcpak.BC7CompressBlockParams()
         params.init_linear_weights()
         params.m_uber_level = self.BC7_UBER_LEVEL
@@ -390,13 +401,14 @@ class ImagegsCodec(Codec):
 
 def _make_codecs() -> dict[str, Callable[[], Codec]]:
     jpeg = "Pillow JPEG (libjpeg-turbo), quality 1-100, optimised Huffman tables"
-    avif = "Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the avifenc and Pillow default)"
+    avif = ("Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the avifenc and Pillow default), "
+            "tune=psnr (libavif's default for AOM is tune=ssim)")
 
     def jpeg_options(subsampling: int) -> dict:
         return {"subsampling": subsampling, "optimize": True}
 
     def avif_options(subsampling: str) -> dict:
-        return {"speed": 6, "subsampling": subsampling}
+        return {"speed": 6, "subsampling": subsampling, "advanced": {"tune": "psnr"}}
 
     makers: dict[str, Callable[[], Codec]] = {
         "jpeg-420": lambda: PillowCodec("jpeg-420", "JPEG 4:2:0", "JPEG", range(1, 101), jpeg_options(2),
