@@ -136,10 +136,14 @@ class PillowCodec(Codec):
         self.qualities = tuple(qualities)
         self.options, self.description, self._plugin = dict(options), description, plugin
         self._knob = knob or (lambda q: {"quality": int(q)})
-        q = self.qualities
-        self.settings = (f"{fmt} {json.dumps(self.options, sort_keys=True)}; knob "
-                         f"{json.dumps(self._knob(q[0]), sort_keys=True)}..{json.dumps(self._knob(q[-1]), sort_keys=True)}"
-                         f" in {len(q)} steps")
+
+    @property
+    def settings(self) -> str:
+        """Format, fixed options and the knob's range (see ``Codec.settings``)."""
+        ends = "..".join(json.dumps(self._knob(q), sort_keys=True)
+                         for q in (self.qualities[0], self.qualities[-1]))
+        return (f"{self.fmt} {json.dumps(self.options, sort_keys=True)}; knob {ends} in "
+                f"{len(self.qualities)} steps")
 
     def check_available(self) -> None:
         from PIL import features
