@@ -11,7 +11,8 @@ at the target (its own rate control), and each texture format once at its nomina
 decoded 8-bit image is measured (``measures.quality``), and one record per (codec, image,
 target) is appended to ``OUT/records.jsonl`` as soon as it is finished: a run that is
 interrupted continues where it stopped, and a later run with more codecs or images only
-computes what is missing. The report (``report.write_report``: JSON per codec and dataset,
+computes what is missing, or was made with other codec settings (``Codec.settings``, kept in
+each record: see ``Cache``). The report (``report.write_report``: JSON per codec and dataset,
 BD-rate / BD-PSNR against JPEG 4:2:0, plots, a markdown table) is then written from every record
 in the cache that matches the current images and targets, whichever run made it.
 
