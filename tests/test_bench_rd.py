@@ -170,8 +170,46 @@ def test_search_on_jpeg_matches_brute_force(photo):
 
 def test_jpeg2000_rate_grid_lands_close(photo_big):
     c = get_codec("jpeg2000")
-    r = search_quality(c, photo_big, 0.5)
-    assert r.reached and 0.45 < r.bpp <= 0.5
+    for target in (0.3, 0.5):  # a 0.25 % grid; OpenJPEG lands within ~0.5 % on 1024-px images,
+        # coarser on this small crop (few code-blocks), where sizes also wobble between grid steps
+        r = search_quality(c, photo_big, target)
+        assert r.reached and 0.95 * target < r.bpp <= target
+
+
+def _j2k_main_header(data: bytes) -> dict[bytes, bytes]:
+    """The marker segments of a raw J2K codestream's main header: {marker: segment body}."""
+    assert data[:2] == b"\xff\x4f", "no SOC marker: not a raw codestream"
+    segments, pos = {}, 2
+    while data[pos:pos + 2] != b"\xff\x90":  # up to the first tile-part (SOT)
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        segments[data[pos:pos + 2]] = data[pos + 4:pos + 2 + length]
+        pos += 2 + length
+    return segments
+
+
+def test_jpeg2000_is_a_raw_codestream_with_the_colour_transform(photo_big):
+    data = get_codec("jpeg2000").encode(photo_big, quality=0.5)
+    assert data[:4] == b"\xff\x4f\xff\x51"  # SOC then SIZ: no JP2 signature box (00 00 00 0C jP)
+    cod = _j2k_main_header(data)[b"\xff\x52"]
+    # COD: Scod, progression order, layers (2 bytes), MCT, then levels, code-block w/h, style,
+    # wavelet (0 = irreversible 9/7, 1 = reversible 5/3)
+    assert int.from_bytes(cod[2:4], "big") == 1  # one quality layer
+    assert cod[4] == 1  # the multi-component (colour) transform is on
+    assert cod[9] == 0  # 9/7 wavelet
+    siz = _j2k_main_header(data)[b"\xff\x51"]
+    assert int.from_bytes(siz[34:36], "big") == 3  # Csiz: three components
+
+
+def test_codec_settings_describe_what_decides_the_bytes():
+    j2k = get_codec("jpeg2000")
+    assert '"mct": 1' in j2k.settings and '"no_jp2": true' in j2k.settings
+    names = list(BASELINES) + list(TEXTURES)
+    assert len({get_codec(n).settings for n in names}) == len(names)  # all set, all distinct
+    c = get_codec("jpeg-420")
+    before = c.settings
+    c.options["optimize"] = False
+    assert c.settings != before
+    assert get_codec("imagegs", schedule="fast").settings != get_codec("imagegs").settings
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -330,6 +368,47 @@ def test_run_resumes_after_interruption(folder, tmp_path, monkeypatch):
     made.clear()
     rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
     assert sum(len(v) for v in made.values()) == 0
+
+
+def test_records_are_reused_only_with_the_same_settings(folder, tmp_path):
+    out, kw = tmp_path / "out", dict(bpp="0.5,1", codecs="jpeg-420,bc1", progress=False, report=False)
+    made: dict = {}
+    rd.run_rd(folder, out, codec_factory=_factory(made), **kw)
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["codec"]: r["settings"] for r in recs} == {n: get_codec(n).settings for n in ("jpeg-420", "bc1")}
+
+    def tweaked(made):  # JPEG without Huffman optimisation: another setting, other bytes
+        base = _factory(made)
+
+        def make(name):
+            c = base(name)
+            if name == "jpeg-420":
+                c.options["optimize"] = False
+            return c
+        return make
+
+    made.clear()
+    rd.run_rd(folder, out, codec_factory=tweaked(made), **kw)
+    assert len(made["jpeg-420"]) >= 6 and made["bc1"] == []  # every JPEG point redone, BC1 not
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 9 + 6  # the new records are appended ...
+    cache = rd.Cache(out, {"max_side": None, "schedule": "quality"})
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == len(cache.records) == 9  # ... and loading drops the superseded ones
+    new = {r["image"]: r for r in map(json.loads, lines) if r["codec"] == "jpeg-420" and r["target_bpp"] == 1}
+    assert all(r["settings"] == tweaked({})("jpeg-420").settings for r in new.values())
+    # the report takes only records made with the current settings: none of JPEG's now
+    assert {r["codec"] for r in cache.current(get_codec)} == {"bc1"}
+    assert {r["codec"] for r in cache.current(tweaked({}))} == {"bc1", "jpeg-420"}
+
+    # a record from before settings were recorded is never re-used
+    recs = [json.loads(x) for x in lines]
+    old = next(r for r in recs if r["codec"] == "bc1")
+    del old["settings"]
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    made.clear()
+    rd.run_rd(folder, out, codec_factory=tweaked(made), **kw)
+    assert len(made["bc1"]) == 1 and made["jpeg-420"] == []
 
 
 def test_run_writes_report(folder, tmp_path):

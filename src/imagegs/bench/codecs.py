@@ -19,19 +19,22 @@ Every codec turns an (H, W, 3) uint8 RGB image into bytes and back. There are th
 bpp always comes from the whole file, ``8 * len(data) / (H * W)``, and the actual value is what
 is reported, never the target.
 
-Encoder settings are each library's real ones, chosen for quality where that is cheap (details
-in each class's ``description``): JPEG via Pillow's libjpeg-turbo with Huffman optimisation at
-4:2:0 and 4:4:4; WebP method 6; AVIF (libavif via Pillow, default speed 6, 4:2:0 and 4:4:4); JPEG 2000
-(OpenJPEG via Pillow, irreversible 9/7 wavelet, rate targeted by compression ratio); JPEG XL
-(libjxl via pillow-jxl-plugin, effort 7, the quality <-> distance mapping of cjxl); BC1 and BC7
-from etcpak (BC7: bc7enc at its highest level, linear channel weights), decoded by
-texture2ddecoder (etcpak's own BC decoders crash on this machine); ASTC from ARM's astcenc via
-astc-encoder-py (LDR profile, ``thorough`` preset), decoded by astcenc itself.
+Encoder settings are each library's best-practice ones where that is affordable (details in
+each codec's ``description``, measured effects in docs/notes/baselines.md): JPEG via Pillow's
+libjpeg-turbo with Huffman optimisation, 4:2:0 and 4:4:4; WebP method 6; AVIF (libavif/AOM via
+Pillow, default speed 6, tune=psnr, 4:2:0 and 4:4:4); JPEG 2000 (OpenJPEG via Pillow,
+irreversible 9/7 wavelet and colour transform, raw codestream, rate targeted by compression
+ratio); JPEG XL (libjxl via pillow-jxl-plugin, effort 7, the quality <-> distance mapping of
+cjxl); BC1 from quicktex (rgbcx, its highest level) and BC7 from etcpak (bc7enc at its highest
+level, linear channel weights), both decoded by texture2ddecoder (etcpak's own BC decoders
+crash on this machine); ASTC from ARM's astcenc via astc-encoder-py (LDR profile, ``thorough``
+preset), decoded by astcenc itself.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from collections.abc import Callable
@@ -85,6 +88,9 @@ class Codec:
         kind: ``"search"``, ``"fixed"`` or ``"direct"`` (see the module docstring).
         qualities: for ``"search"``: the knob's settings, file size increasing with the index.
         nominal_bpp: for ``"fixed"``: the format's nominal rate.
+        settings: everything that decides the bytes besides the image and the knob, as one
+            canonical string. The benchmark stores it in each record and re-uses a record only
+            while it is unchanged, so changing a setting re-encodes instead of mixing results.
     """
 
     name: str = ""
@@ -93,6 +99,7 @@ class Codec:
     kind: str = "search"
     qualities: tuple[float, ...] = ()
     nominal_bpp: float | None = None
+    settings: str = ""
 
     def encode(self, image: np.ndarray, *, quality: float | None = None) -> bytes:
         """(H, W, 3) uint8 -> the whole compressed file."""
@@ -114,13 +121,29 @@ class Codec:
 
 
 class PillowCodec(Codec):
-    """A codec Pillow (or a Pillow plugin) writes and reads: format name + save options."""
+    """A codec Pillow (or a Pillow plugin) writes and reads: format name + save options.
 
-    def __init__(self, name: str, label: str, fmt: str, qualities, options: Callable[[float], dict],
-                 description: str, plugin: str | None = None):
+    Args:
+        qualities: the knob's settings (see ``Codec.qualities``).
+        options: the fixed save options (the codec's settings).
+        knob: the searched setting -> the save options it sets (default ``{"quality": int(q)}``).
+    """
+
+    def __init__(self, name: str, label: str, fmt: str, qualities, options: dict,
+                 description: str, plugin: str | None = None,
+                 knob: Callable[[float], dict] | None = None):
         self.name, self.label, self.fmt = name, label, fmt
         self.qualities = tuple(qualities)
-        self._options, self.description, self._plugin = options, description, plugin
+        self.options, self.description, self._plugin = dict(options), description, plugin
+        self._knob = knob or (lambda q: {"quality": int(q)})
+
+    @property
+    def settings(self) -> str:
+        """Format, fixed options and the knob's range (see ``Codec.settings``)."""
+        ends = "..".join(json.dumps(self._knob(q), sort_keys=True)
+                         for q in (self.qualities[0], self.qualities[-1]))
+        return (f"{self.fmt} {json.dumps(self.options, sort_keys=True)}; knob {ends} in "
+                f"{len(self.qualities)} steps")
 
     def check_available(self) -> None:
         from PIL import features
@@ -142,7 +165,8 @@ class PillowCodec(Codec):
             raise CodecError(f"{self.name}: encode needs a quality")
         self.check_available()
         buf = io.BytesIO()
-        Image.fromarray(_check_image(image), "RGB").save(buf, self.fmt, **self._options(quality))
+        Image.fromarray(_check_image(image), "RGB").save(buf, self.fmt, **self.options,
+                                                          **self._knob(quality))
         return buf.getvalue()
 
     def decode(self, data: bytes, *, height: int, width: int) -> np.ndarray:
@@ -157,21 +181,14 @@ class PillowCodec(Codec):
         return out
 
 
-def _jpeg(subsampling: int) -> Callable[[float], dict]:
-    return lambda q: {"quality": int(q), "subsampling": subsampling, "optimize": True}
+# JPEG 2000's knob is the target rate; OpenJPEG takes it as a compression ratio (24 bpp / rate)
+# and lands within about 0.5 % of it on the whole codestream (measured, docs/notes/baselines.md).
+# A geometric grid of rates from 0.01 to 16 bpp, 0.25 % apart, so the search loses at most that.
+_J2K_RATES = tuple(float(r) for r in np.geomspace(0.01, 16.0, round(math.log(1600) / math.log(1.0025)) + 1))
 
 
-def _avif(subsampling: str) -> Callable[[float], dict]:
-    return lambda q: {"quality": int(q), "speed": 6, "subsampling": subsampling}
-
-
-# JPEG 2000's knob is the target rate; OpenJPEG takes it as a compression ratio (24 bpp / rate).
-# A geometric grid of rates from 0.01 to 16 bpp, 1.5 % apart, so bisection lands within 1.5 %.
-_J2K_RATES = tuple(float(r) for r in np.geomspace(0.01, 16.0, 497))
-
-
-def _j2k(rate: float) -> dict:
-    return {"quality_mode": "rates", "quality_layers": [24.0 / rate], "irreversible": True}
+def _j2k_rate(rate: float) -> dict:
+    return {"quality_layers": [24.0 / rate]}
 
 
 # ----------------------------------------------------------------------------------- textures
@@ -234,19 +251,32 @@ class TextureCodec(Codec):
 
 
 class BCCodec(TextureCodec):
-    """BC1 / BC7 encoded by etcpak, decoded by texture2ddecoder (which returns BGRA)."""
+    """BC1 encoded by quicktex (rgbcx), BC7 by etcpak (bc7enc); both decoded by
+    texture2ddecoder (which returns BGRA)."""
+
+    BC1_LEVEL = 18  # rgbcx's highest (etcpak's fast BC1 is 3-8 dB worse: docs/notes/baselines.md)
+    BC7_UBER_LEVEL = 4  # bc7enc's highest
+    BC7_PARTITIONS = 64  # all of BC7's
 
     def __init__(self, variant: str):
         self.variant = variant
         if variant == "bc1":
-            super().__init__("bc1", "BC1", (4, 4), 8, "BC1 (DXT1) by etcpak (fast range fit)")
+            super().__init__("bc1", "BC1", (4, 4), 8,
+                             f"BC1 (DXT1) by quicktex (a port of rgbcx), level {self.BC1_LEVEL} "
+                             "(its highest), four-colour blocks")
+            self.settings = f"quicktex BC1Encoder level={self.BC1_LEVEL} FourColor"
+            self._modules = ("quicktex", "texture2ddecoder")
         else:
             super().__init__("bc7", "BC7", (4, 4), 16,
-                             "BC7 by etcpak's bc7enc, uber level 4, 64 partitions, linear "
-                             "channel weights (optimises RGB error)")
+                             f"BC7 by etcpak's bc7enc, uber level {self.BC7_UBER_LEVEL}, "
+                             f"{self.BC7_PARTITIONS} partitions, linear channel weights "
+                             "(optimises RGB error)")
+            self.settings = (f"etcpak compress_bc7 uber_level={self.BC7_UBER_LEVEL} "
+                             f"max_partitions={self.BC7_PARTITIONS} linear_weights")
+            self._modules = ("etcpak", "texture2ddecoder")
 
     def check_available(self) -> None:
-        for module in ("etcpak", "texture2ddecoder"):
+        for module in self._modules:
             try:
                 __import__(module)
             except ImportError as e:
@@ -254,14 +284,18 @@ class BCCodec(TextureCodec):
                                  f"(pip install 'imagegs[bench]'): {e}") from None
 
     def _compress(self, rgba: np.ndarray, height: int, width: int) -> bytes:
+        if self.variant == "bc1":
+            import quicktex
+            from quicktex.s3tc.bc1 import BC1Encoder
+
+            texture = quicktex.RawTexture.frombytes(rgba.tobytes(), width, height)
+            return bytes(BC1Encoder(self.BC1_LEVEL, BC1Encoder.ColorMode.FourColor).encode(texture))
         import etcpak
 
-        if self.variant == "bc1":
-            return etcpak.compress_bc1(rgba.tobytes(), width, height)
         params = etcpak.BC7CompressBlockParams()
         params.init_linear_weights()
-        params.m_uber_level = 4
-        params.m_max_partitions = 64
+        params.m_uber_level = self.BC7_UBER_LEVEL
+        params.m_max_partitions = self.BC7_PARTITIONS
         return etcpak.compress_bc7(rgba.tobytes(), width, height, params)
 
     def _decompress(self, data: bytes, height: int, width: int) -> np.ndarray:
@@ -281,6 +315,7 @@ class ASTCCodec(TextureCodec):
         super().__init__(f"astc-{size}x{size}", f"ASTC {size}x{size}", (size, size), 16,
                          f"ASTC {size}x{size} by ARM astcenc (astc-encoder-py), LDR profile, "
                          f"'{self.PRESET}' preset, decoded by astcenc")
+        self.settings = f"astcenc LDR {size}x{size} preset={self.PRESET} swizzle=RGBA"
         self._context = None
 
     def check_available(self) -> None:
@@ -329,6 +364,7 @@ class ImagegsCodec(Codec):
 
     def __init__(self, **options):
         self.options = options
+        self.settings = f"imagegs {json.dumps(options, sort_keys=True, default=str)}"
         extra = f", options {options}" if options else ""
         self.description = ("imagegs .igs file (2D Gaussians, quantised, whole file), rate "
                             f"control to the target bpp inside the fit{extra}")
@@ -369,25 +405,34 @@ class ImagegsCodec(Codec):
 
 def _make_codecs() -> dict[str, Callable[[], Codec]]:
     jpeg = "Pillow JPEG (libjpeg-turbo), quality 1-100, optimised Huffman tables"
-    avif = "Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the avifenc and Pillow default)"
+    avif = ("Pillow AVIF (libavif/AOM), quality 0-100, speed 6 (the avifenc and Pillow default), "
+            "tune=psnr (libavif's default for AOM is tune=ssim)")
+
+    def jpeg_options(subsampling: int) -> dict:
+        return {"subsampling": subsampling, "optimize": True}
+
+    def avif_options(subsampling: str) -> dict:
+        return {"speed": 6, "subsampling": subsampling, "advanced": {"tune": "psnr"}}
+
     makers: dict[str, Callable[[], Codec]] = {
-        "jpeg-420": lambda: PillowCodec("jpeg-420", "JPEG 4:2:0", "JPEG", range(1, 101), _jpeg(2),
+        "jpeg-420": lambda: PillowCodec("jpeg-420", "JPEG 4:2:0", "JPEG", range(1, 101), jpeg_options(2),
                                         f"{jpeg}, 4:2:0 chroma subsampling"),
-        "jpeg-444": lambda: PillowCodec("jpeg-444", "JPEG 4:4:4", "JPEG", range(1, 101), _jpeg(0),
+        "jpeg-444": lambda: PillowCodec("jpeg-444", "JPEG 4:4:4", "JPEG", range(1, 101), jpeg_options(0),
                                         f"{jpeg}, 4:4:4 (no chroma subsampling)"),
-        "webp": lambda: PillowCodec("webp", "WebP", "WEBP", range(0, 101),
-                                    lambda q: {"quality": int(q), "method": 6},
+        "webp": lambda: PillowCodec("webp", "WebP", "WEBP", range(0, 101), {"method": 6},
                                     "Pillow WebP (libwebp), lossy, quality 0-100, method 6 (slowest, best)"),
-        "avif": lambda: PillowCodec("avif", "AVIF 4:2:0", "AVIF", range(0, 101), _avif("4:2:0"),
+        "avif": lambda: PillowCodec("avif", "AVIF 4:2:0", "AVIF", range(0, 101), avif_options("4:2:0"),
                                     f"{avif}, 4:2:0 chroma subsampling (the default)"),
-        "avif-444": lambda: PillowCodec("avif-444", "AVIF 4:4:4", "AVIF", range(0, 101), _avif("4:4:4"),
+        "avif-444": lambda: PillowCodec("avif-444", "AVIF 4:4:4", "AVIF", range(0, 101), avif_options("4:4:4"),
                                         f"{avif}, 4:4:4 (no chroma subsampling)"),
-        "jpeg2000": lambda: PillowCodec("jpeg2000", "JPEG 2000", "JPEG2000", _J2K_RATES, _j2k,
-                                        "Pillow JPEG 2000 (OpenJPEG), irreversible 9/7 wavelet, "
-                                        "one quality layer at a target rate (compression ratio "
-                                        "24/rate), rates on a 1.5 % geometric grid"),
-        "jpegxl": lambda: PillowCodec("jpegxl", "JPEG XL", "JXL", range(0, 100),
-                                      lambda q: {"quality": int(q), "effort": 7},
+        "jpeg2000": lambda: PillowCodec(
+            "jpeg2000", "JPEG 2000", "JPEG2000", _J2K_RATES,
+            {"irreversible": True, "mct": 1, "no_jp2": True, "quality_mode": "rates"},
+            "Pillow JPEG 2000 (OpenJPEG), irreversible 9/7 wavelet with the irreversible colour "
+            "transform (mct=1, opj_compress's default for RGB), raw codestream (a .j2k file, no "
+            "JP2 boxes), one quality layer at a target rate (compression ratio 24/rate), rates on "
+            "a 0.25 % geometric grid", knob=_j2k_rate),
+        "jpegxl": lambda: PillowCodec("jpegxl", "JPEG XL", "JXL", range(0, 100), {"effort": 7},
                                       "JPEG XL (libjxl via pillow-jxl-plugin), lossy VarDCT, "
                                       "quality 0-99 (cjxl's mapping to distance, 0 = distance "
                                       "25, the largest), effort 7 (default)", plugin="pillow_jxl"),

@@ -11,7 +11,8 @@ at the target (its own rate control), and each texture format once at its nomina
 decoded 8-bit image is measured (``measures.quality``), and one record per (codec, image,
 target) is appended to ``OUT/records.jsonl`` as soon as it is finished: a run that is
 interrupted continues where it stopped, and a later run with more codecs or images only
-computes what is missing. The report (``report.write_report``: JSON per codec and dataset,
+computes what is missing, or was made with other codec settings (``Codec.settings``, kept in
+each record: see ``Cache``). The report (``report.write_report``: JSON per codec and dataset,
 BD-rate / BD-PSNR against JPEG 4:2:0, plots, a markdown table) is then written from every record
 in the cache that matches the current images and targets, whichever run made it.
 
@@ -32,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import readable_extensions, atomic_write, read_image, to_uint8
-from .codecs import BASELINES, CODECS, TEXTURES, Codec, get_codec, search_quality
+from ..io import atomic_write, read_image, readable_extensions, to_uint8
+from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
 
 __all__ = ["run_rd", "RDError", "DEFAULT_BPP", "CATEGORIES",
@@ -145,6 +146,11 @@ class Cache:
     file). The settings that change results (``max_side``, the imagegs ``schedule``) are kept in
     ``OUT/settings.json``; reusing an output folder with other settings is refused rather than
     mixing results. A settings file from before ``schedule`` was recorded means "fast".
+
+    Each record also carries its codec's ``settings`` string (``Codec.settings``): a record is
+    re-used only while that string is unchanged (one without it, from before it was recorded,
+    never is), so a changed encoder setting re-encodes that codec's points. The new record is
+    appended; the last line of a key wins, and loading drops the superseded lines from the file.
     """
 
     def __init__(self, out: Path, settings: dict):
@@ -173,23 +179,39 @@ class Cache:
         if not self.path.exists():
             return
         lines = self.path.read_bytes().split(b"\n")
-        good = []
+        good: dict[tuple, bytes] = {}  # key -> its last line (dicts keep first-insertion order)
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                self.records[_key(rec["codec"], rec["image"], rec["target_bpp"])] = rec
-                good.append(line)
+                key = _key(rec["codec"], rec["image"], rec["target_bpp"])
             except (ValueError, KeyError, TypeError):
                 if i >= len(lines) - 2:  # the last line, cut off by an interruption
-                    atomic_write(self.path, lambda tmp: tmp.write_bytes(b"".join(g + b"\n" for g in good)))
-                    return
+                    break
                 raise RDError(f"{self.path}: line {i + 1} is not a record; delete the file to "
                               "start over") from None
+            self.records[key] = rec
+            good[key] = line
+        if len(good) < len([x for x in lines if x.strip()]):  # a cut-off or superseded line
+            atomic_write(self.path, lambda tmp: tmp.write_bytes(b"".join(g + b"\n" for g in good.values())))
 
-    def __contains__(self, key: tuple) -> bool:
-        return _key(*key) in self.records
+    def reusable(self, codec: Codec, image: str, target: float | None) -> bool:
+        """A record of (codec, image, target) made with the codec's current settings exists."""
+        rec = self.records.get(_key(codec.name, image, target))
+        return rec is not None and rec.get("settings") == codec.settings
+
+    def current(self, codec_factory: Callable[[str], Codec]) -> list[dict]:
+        """The records made with their codec's current settings (codecs the factory does not
+        know are passed on: the report leaves them out)."""
+        settings: dict[str, str | None] = {}
+        for name in {r["codec"] for r in self.records.values()}:
+            try:
+                settings[name] = codec_factory(name).settings
+            except CodecError:
+                settings[name] = None
+        return [r for r in self.records.values()
+                if settings[r["codec"]] is None or r.get("settings") == settings[r["codec"]]]
 
     def add(self, record: dict) -> None:
         line = (json.dumps(record, sort_keys=True) + "\n").encode()
@@ -226,7 +248,8 @@ def _measure(codec: Codec, image: np.ndarray, name: str, target: float | None, m
         measured[res.data] = (quality(image, decoded), dec_s)
     metrics, dec_s = measured[res.data]
     return {
-        "codec": codec.name, "image": name, "target_bpp": target, "width": w, "height": h,
+        "codec": codec.name, "settings": codec.settings, "image": name, "target_bpp": target,
+        "width": w, "height": h,
         "quality": res.quality, "bytes": len(res.data), "bpp": res.bpp, "reached": res.reached,
         "encode_s": res.encode_s, "decode_s": dec_s, **metrics,
     }
@@ -275,7 +298,7 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
     for f in files:
         for c in codec_objs:
             wanted = [None] if c.kind == "fixed" else list(targets)
-            missing = [t for t in wanted if (c.name, f.stem, t) not in cache]
+            missing = [t for t in wanted if not cache.reusable(c, f.stem, t)]
             if missing:
                 todo.append((f, c, missing))
     total = sum(len(m) for _, _, m in todo)
@@ -301,5 +324,5 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
         return {}
     from .report import write_report
 
-    return write_report(list(cache.records.values()), out, images=[f.stem for f in files],
+    return write_report(cache.current(codec_factory), out, images=[f.stem for f in files],
                         targets=targets, codec_factory=codec_factory)
