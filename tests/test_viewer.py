@@ -153,3 +153,150 @@ def test_js_decoder_errors_read_as_pythons(page, server, files):
     # a file cut after level 2 still decodes with lod <= 2, as in Python
     js = _js_decode(page, server, data[:cut_in_level_3], 2)
     assert js.get("num") == sum(header.levels[:2]), js
+
+
+# -- 2. the WebGL2 renderer -------------------------------------------------------------------------
+
+def _open(page, url, file_index: int = 0):
+    page.goto(url)
+    page.evaluate("() => window.viewer.ready")
+    if file_index:
+        page.evaluate("(i) => window.viewer.openFile(i)", file_index)
+
+
+def _canvas(page, zoom: float, w: int, h: int, ox: int = 0, oy: int = 0) -> np.ndarray:
+    """The canvas (h, w, 3) uint8 showing the image at ``zoom`` from virtual pixel (ox, oy)."""
+    b64 = page.evaluate("([z, w, h, ox, oy]) => { viewer.setSize(w, h); viewer.setView(z, ox, oy); "
+                        "return viewer.readPixels(); }", [zoom, w, h, ox, oy])
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)[:, :, :3]
+
+
+def _compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """Mean absolute difference (8-bit levels) and PSNR (dB) between two uint8 images."""
+    d = got.astype(np.float64) - want.astype(np.float64)
+    mse = float((d ** 2).mean())
+    return float(np.abs(d).mean()), (float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse))
+
+
+def _expected(data: bytes, h: int, w: int, lod: int | None = None) -> np.ndarray:
+    """``imagegs decode`` of the file at h x w, as RGB (grey repeated)."""
+    img = codec.decode(data, height=h, width=w, lod=lod)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[:, :, :3]
+
+
+@pytest.mark.parametrize("name, index", [("rgb", 0), ("grey", 1)])
+def test_canvas_at_native_size_is_imagegs_decode(page, server, files, name, index):
+    _open(page, server.url, index)
+    got = _canvas(page, 1.0, W, H)
+    mad, psnr = _compare(got, _expected(files[name].read_bytes(), H, W))
+    assert mad <= 0.5 and psnr >= 45, (mad, psnr)
+
+
+@pytest.mark.parametrize("zoom", [2.0, 0.25])
+def test_canvas_zoomed_is_pythons_render_at_that_size(page, server, files, zoom):
+    """2x (tiles of the 2x grid) and 1/4 (anti-aliased: 4 x 4 sub-samples) against ``decode``."""
+    _open(page, server.url)
+    h, w = round(H * zoom), round(W * zoom)
+    got = _canvas(page, zoom, w, h)
+    mad, psnr = _compare(got, _expected(files["rgb"].read_bytes(), h, w))
+    assert mad <= 0.5 and psnr >= 45, (mad, psnr)
+
+
+def test_canvas_panned_shows_the_same_pixels(page, server, files):
+    """A window of the 2x image, offset by a pan: that crop of Python's 2x render; outside the
+    image, the background."""
+    _open(page, server.url)
+    got = _canvas(page, 2.0, 64, 48, ox=40, oy=-8)
+    want = _expected(files["rgb"].read_bytes(), 2 * H, 2 * W)[0:40, 40:104]
+    mad, psnr = _compare(got[8:], want)
+    assert mad <= 0.5 and psnr >= 45, (mad, psnr)
+    assert got[:8].max() < 60  # the dark checkerboard above the image
+
+
+def test_lod_slider_shows_the_level_of_decode_lod(page, server, files):
+    _open(page, server.url)
+    data = files["rgb"].read_bytes()
+    for lod in (1, 2, 3):
+        page.evaluate("(v) => { const s = document.getElementById('lod'); s.value = String(v); "
+                      "s.dispatchEvent(new Event('input')); }", lod)
+        got = _canvas(page, 1.0, W, H)
+        mad, psnr = _compare(got, _expected(data, H, W, lod=lod))
+        assert mad <= 0.5 and psnr >= 45, (lod, mad, psnr)
+        assert page.inner_text("#lod-text").strip().startswith(f"{lod} / 4")
+
+
+@pytest.mark.parametrize("zoom", [1.0, 0.25, 2.0])
+def test_inspector_is_decode_pixels(page, server, files, zoom):
+    import imagegs
+
+    _open(page, server.url, 2)  # the 5-channel stack, K = 5
+    data = files["stack"].read_bytes()
+    g = codec.decode_gaussians(data)
+    h, w = round(H * zoom), round(W * zoom)
+    page.evaluate("([z, w, h]) => { viewer.setSize(w, h); viewer.setView(z, 0, 0); }", [zoom, w, h])
+    pixels = [(0, 0), (w - 1, h - 1), (w // 2, h // 3), (w // 3, h - 2)]
+    for px, py in pixels:
+        got = page.evaluate("([x, y]) => viewer.inspect(x, y)", [px, py])
+        xy = np.array([[(px + 0.5) / w, (py + 0.5) / h]])
+        want = imagegs.decode_pixels(g, xy, height=h, width=w, top_k=5)[0].numpy()
+        np.testing.assert_allclose(got["value"], want, atol=2e-5)
+        assert 1 <= len({x["id"] for x in got["gaussians"]}) <= 5 * 16
+    text = page.inner_text("#inspector")
+    assert "rough:" in text and "Gaussians blended" in text
+
+
+def test_a_truncated_file_shows_the_error_text(browser, files, tmp_path):
+    from imagegs.viewer import ViewerServer
+
+    data = files["rgb"].read_bytes()
+    header = codec.read_igs_header(data)
+    cut1, cut3 = tmp_path / "cut1.igs", tmp_path / "cut3.igs"
+    cut1.write_bytes(data[:header.header_bytes + 7])  # inside level 1: nothing to show
+    cut3.write_bytes(data[:header.header_bytes + sum(header.block_bytes[:2]) + 9])  # inside level 3
+    page = browser.new_page()
+    try:
+        with ViewerServer([cut1, cut3]) as s:
+            _open(page, s.url)
+            assert page.is_visible("#error") and not page.is_visible("#gl")
+            assert "cut1.igs: truncated file: 0 of 4 levels complete" in page.inner_text("#error")
+            page.evaluate("() => viewer.openFile(1)")
+            assert "truncated file: 2 of 4 levels complete" in page.inner_text("#warning")
+            got = _canvas(page, 1.0, W, H)  # the two complete levels, as decode --lod 2
+            mad, psnr = _compare(got, _expected(data, H, W, lod=2))
+            assert mad <= 0.5 and psnr >= 45, (mad, psnr)
+    finally:
+        page.close()
+
+
+def test_exported_page_works_from_file_url(browser, files, tmp_path):
+    from PIL import Image as PILImage
+
+    from imagegs.viewer import export_page
+
+    original = tmp_path / "original.png"
+    pixels = np.round(_image(3) * 255).astype(np.uint8)
+    PILImage.fromarray(pixels).save(original)
+    out = export_page([files["rgb"], files["grey"]], tmp_path / "page.html", original=original)
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        _open(page, out.as_uri())
+        assert page.evaluate("() => viewer.error") is None
+        got = _canvas(page, 1.0, W, H)
+        mad, psnr = _compare(got, _expected(files["rgb"].read_bytes(), H, W))
+        assert mad <= 0.5 and psnr >= 45, (mad, psnr)
+        page.check("#original")  # the toggle: the original, pixel for pixel at 1:1
+        np.testing.assert_array_equal(_canvas(page, 1.0, W, H), pixels)
+        page.uncheck("#original")
+        page.evaluate("() => { const s = document.getElementById('split'); s.value = '0.5'; "
+                      "s.dispatchEvent(new Event('input')); }")
+        split = _canvas(page, 1.0, W, H)
+        np.testing.assert_array_equal(split[:, :W // 2], pixels[:, :W // 2])
+        np.testing.assert_array_equal(split[:, W // 2:], got[:, W // 2:])
+        page.evaluate("() => { const s = document.getElementById('split'); s.value = '0'; "
+                      "s.dispatchEvent(new Event('input')); viewer.openFile(1); }")
+        assert _compare(_canvas(page, 1.0, W, H), _expected(files["grey"].read_bytes(), H, W))[0] <= 0.5
+    finally:
+        page.close()
+    assert not errors, errors
