@@ -300,3 +300,75 @@ def test_exported_page_works_from_file_url(browser, files, tmp_path):
     finally:
         page.close()
     assert not errors, errors
+
+
+# -- 3. the server and the command ------------------------------------------------------------------
+
+def _get(url: str, host: str | None = None) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+
+
+def test_server_serves_its_assets_and_the_files_only(files):
+    import json
+    import urllib.error
+
+    from imagegs.viewer import ViewerServer, asset
+
+    s = ViewerServer([files["rgb"]]).start()
+    try:
+        assert s.url.startswith("http://127.0.0.1:")
+        assert _get(s.url) == (200, asset("index.html"))
+        assert _get(s.url + "igs.js") == (200, asset("igs.js"))
+        status, body = _get(s.url + "manifest.json")
+        assert status == 200 and json.loads(body)["files"][0]["name"] == "rgb.igs"
+        assert _get(s.url + "files/0") == (200, files["rgb"].read_bytes())
+        for path in ("files/1", "original", "__init__.py", "../__init__.py", "%2e%2e/pyproject.toml", "etc/passwd"):
+            assert _get(s.url + path)[0] == 404, path
+        assert _get(s.url, host="evil.example:80")[0] == 403  # DNS rebinding
+    finally:
+        s.stop()
+    with pytest.raises(urllib.error.URLError):
+        _get(s.url)
+
+
+def test_view_command_serves_until_interrupted(files):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "imagegs", "view", str(files["rgb"]), "--port", "0",
+                             "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("viewer on http://127.0.0.1:"), line
+        url = line.split()[2]
+        assert _get(url + "files/0") == (200, files["rgb"].read_bytes())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_view_command_errors_name_the_file(tmp_path, files, capsys):
+    from imagegs.cli import main
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert main(["view", str(text), "--no-browser"]) == 2
+    assert capsys.readouterr().err.strip() == f"imagegs: error: {text}: not an .igs file (wrong magic number)"
+    assert main(["view", str(files["rgb"]), "--original", str(text), "--export", str(tmp_path / "p.html")]) == 2
+    assert "notes.txt: not an image" in capsys.readouterr().err
+    assert not (tmp_path / "p.html").exists()
+    assert main(["view", str(files["rgb"]), "--export", str(tmp_path / "p.html")]) == 0
+    assert "p.html" in capsys.readouterr().out

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..igsfile import MAGIC
-
 __all__ = ["ViewerError", "ViewerServer", "serve", "export_page", "page_html", "MODULES", "MAX_FILE_BYTES",
            "DEFAULT_PORT"]
 
@@ -76,6 +74,8 @@ def _read_limited(path: Path, what: str) -> bytes:
 
 def read_igs(path: str | Path) -> Item:
     """An .igs file for the page; refuses a missing, huge or non-.igs file (one line naming it)."""
+    from ..igsfile import MAGIC  # here: igsfile imports numba, which `imagegs --help` need not
+
     path = Path(path)
     data = _read_limited(path, "an .igs file")
     if not data.startswith(MAGIC):
