@@ -35,12 +35,13 @@ def _encode(channels: int, **options) -> bytes:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict:
-    """Small .igs files made by ``codec.compress``: RGB, grey (16-bit: raw bits in the coder), a
-    5-channel stack with names and groups; each in 4 levels of detail."""
+    """Small .igs files made by ``codec.compress``: RGB (K = 10), grey (16-bit: raw bits in the
+    coder; K = 0, the whole tile), a 5-channel stack with names and groups (K = 5); each in 4
+    levels of detail."""
     folder = tmp_path_factory.mktemp("igs")
     made = {
         "rgb": _encode(3, bits="12,8,8,8"),
-        "grey": _encode(1, bits=16, metadata={"bit_depths": [16]}),
+        "grey": _encode(1, bits=16, top_k=None, metadata={"bit_depths": [16]}),  # K = the whole tile
         "stack": _encode(5, top_k=5, channel_names=("R", "G", "B", "rough", "metal"),
                          groups=[("albedo", 3), ("pbr", 2)]),
     }
@@ -372,3 +373,31 @@ def test_view_command_errors_name_the_file(tmp_path, files, capsys):
     assert not (tmp_path / "p.html").exists()
     assert main(["view", str(files["rgb"]), "--export", str(tmp_path / "p.html")]) == 0
     assert "p.html" in capsys.readouterr().out
+
+
+def test_readouts_and_ellipse_overlay(page, server, files):
+    data = files["rgb"].read_bytes()
+    header = codec.read_igs_header(data)
+    _open(page, server.url)
+    _canvas(page, 1.0, W, H)
+    rows = dict(page.evaluate("() => Array.from(document.querySelectorAll('#readouts tr'), "
+                              "(tr) => [tr.dataset.key, tr.children[1].textContent])"))
+    assert rows["Gaussians"] == f"{header.num:,} of {header.num:,}"
+    assert rows["bytes"] == f"{len(data):,}"
+    assert rows["bpp"] == f"{8 * len(data) / (W * H):.4f}"
+    assert rows["frame"].endswith(" ms")
+    page.evaluate("(v) => { const s = document.getElementById('lod'); s.value = '2'; "
+                  "s.dispatchEvent(new Event('input')); }", 2)
+    _canvas(page, 1.0, W, H)
+    rows = dict(page.evaluate("() => Array.from(document.querySelectorAll('#readouts tr'), "
+                              "(tr) => [tr.dataset.key, tr.children[1].textContent])"))
+    prefix = header.header_bytes + sum(header.block_bytes[:2])  # the bytes a progressive download needs
+    assert rows["bytes"] == f"{prefix:,} of {len(data):,}"
+    assert rows["Gaussians"] == f"{sum(header.levels[:2]):,} of {header.num:,}"
+    ink = "() => { const c = document.getElementById('overlay'); const d = c.getContext('2d')" \
+          ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) " \
+          "n += d[i] > 0; return n; }"
+    assert page.evaluate(ink) == 0
+    page.check("#ellipses")
+    _canvas(page, 1.0, W, H)
+    assert page.evaluate(ink) > 0.05 * W * H  # the level-2 ellipses cover the image

@@ -58,7 +58,7 @@ function drawNow() {
   const cw = renderer.canvas.width;
   const splitX = ui.original ? (ui.showOriginal ? cw : Math.round(ui.split * cw)) : 0;
   const t0 = performance.now();
-  renderer.draw({ vw, vh, ox: ui.ox, oy: ui.oy, topK: ui.model.header.topK, splitX });
+  ui.lastDraw = renderer.draw({ vw, vh, ox: ui.ox, oy: ui.oy, topK: ui.model.header.topK, splitX });
   renderer.finish();
   const ms = performance.now() - t0;
   ui.frameMs = ui.frameMs === null ? ms : 0.8 * ui.frameMs + 0.2 * ms;
@@ -385,16 +385,17 @@ window.viewer = {
     return btoa(s);
   },
   inspect: inspectAt,
-  /** Median time (ms) of n frames drawn and finished one after another (pan by one pixel each). */
+  /** Times (ms) of n frames drawn and finished one after another, each panned by one pixel (so
+   * the tile lists are rebuilt): the whole frame, and its CPU part (projection, lists, uploads). */
   timeFrames(n) {
-    const times = [];
+    const frame = [], cpu = [];
     for (let i = 0; i < n; i++) {
       ui.ox += i % 2 ? 1 : -1;
       drawNow();
-      times.push(ui.lastFrameMs);
+      frame.push(ui.lastFrameMs);
+      cpu.push(ui.lastDraw.prepMs);
     }
-    times.sort((a, b) => a - b);
-    return { median: times[Math.floor(n / 2)], min: times[0], max: times[n - 1], times };
+    return { frame, cpu, tiles: ui.lastDraw.tiles, listed: ui.lastDraw.listed };
   },
 };
 window.viewer.ready = start().catch((e) => { showError(String(e && e.message || e)); window.viewer.error = String(e); });

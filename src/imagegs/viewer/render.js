@@ -140,7 +140,11 @@ void main() {  // one triangle that covers the viewport
   gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
 }`;
 
-const FRAGMENT_SHADER = `#version 300 es
+// The blend for a top-K of `k` (0: the whole tile), K compiled in: the K-entry arrays then stay
+// small and fixed (on a GPU, registers instead of spilled local memory; measured on SwiftShader
+// in docs/notes/viewer.md).
+const fragmentShader = (k) => `#version 300 es
+#define TOP_K ${k}
 precision highp float;
 precision highp int;
 precision highp usampler2D;
@@ -154,12 +158,10 @@ uniform ivec2 uVirtual;     // virtual image size vw, vh
 uniform ivec2 uSub;         // sub-samples sx, sy
 uniform ivec3 uTileWin;     // first visible tile tx0, ty0 and tiles per row
 uniform int uCanvasH;
-uniform int uTopK;          // 0: every Gaussian of the tile
 uniform int uGrey;          // one channel: show it as grey
 uniform int uSplitX;        // canvas columns < uSplitX show the original
 out vec4 outColor;
 const int TEX_W = ${TEX_W};
-const int MAX_K = ${MAX_K};
 ivec2 at(int i) { return ivec2(i % TEX_W, i / TEX_W); }
 
 vec3 blend(vec2 p, ivec2 sp) {
@@ -168,28 +170,27 @@ vec3 blend(vec2 p, ivec2 sp) {
   int start = int(se.x), end = int(se.x + se.y);
   vec3 acc = vec3(0.0);
   float wsum = 0.0;
-  if (uTopK == 0) {
-    for (int j = start; j < end; j++) {
-      int id = int(texelFetch(uList, at(j), 0).r);
-      vec4 g0 = texelFetch(uGauss, at(2 * id), 0), g1 = texelFetch(uGauss, at(2 * id + 1), 0);
-      vec2 d = p - g0.xy;
-      float q = max(g0.z * d.x * d.x + 2.0 * g0.w * d.x * d.y + g1.x * d.y * d.y, 0.0) + g1.y;
-      float w = exp(-0.5 * q);
-      wsum += w;
-      acc += w * texelFetch(uColor, at(id), 0).rgb;
-    }
-    return acc / (wsum + ${BLEND_EPS.toExponential()});
+#if TOP_K == 0
+  for (int j = start; j < end; j++) {
+    int id = int(texelFetch(uList, at(j), 0).r);
+    vec4 g0 = texelFetch(uGauss, at(2 * id), 0), g1 = texelFetch(uGauss, at(2 * id + 1), 0);
+    vec2 d = p - g0.xy;
+    float q = max(g0.z * d.x * d.x + 2.0 * g0.w * d.x * d.y + g1.x * d.y * d.y, 0.0) + g1.y;
+    float w = exp(-0.5 * q);
+    wsum += w;
+    acc += w * texelFetch(uColor, at(id), 0).rgb;
   }
-  float kq[MAX_K];
-  int kid[MAX_K];
+#else
+  float kq[TOP_K];
+  int kid[TOP_K];
   int n = 0;
   for (int j = start; j < end; j++) {
     int id = int(texelFetch(uList, at(j), 0).r);
     vec4 g0 = texelFetch(uGauss, at(2 * id), 0), g1 = texelFetch(uGauss, at(2 * id + 1), 0);
     vec2 d = p - g0.xy;
     float q = max(g0.z * d.x * d.x + 2.0 * g0.w * d.x * d.y + g1.x * d.y * d.y, 0.0) + g1.y;
-    if (n == uTopK && !(q < kq[n - 1])) continue;
-    int k = n < uTopK ? n++ : n - 1;  // insert into the sorted list of the K smallest
+    if (n == TOP_K && !(q < kq[TOP_K - 1])) continue;
+    int k = n < TOP_K ? n++ : TOP_K - 1;  // insert into the sorted list of the K smallest
     while (k > 0 && kq[k - 1] > q) { kq[k] = kq[k - 1]; kid[k] = kid[k - 1]; k--; }
     kq[k] = q;
     kid[k] = id;
@@ -199,6 +200,7 @@ vec3 blend(vec2 p, ivec2 sp) {
     wsum += w;
     acc += w * texelFetch(uColor, at(kid[k]), 0).rgb;
   }
+#endif
   return acc / (wsum + ${BLEND_EPS.toExponential()});
 }
 
@@ -240,23 +242,31 @@ export class GaussianRenderer {
     if (!gl) throw new Error("this browser has no WebGL2");
     this.gl = gl;
     this.canvas = canvas;
-    const prog = gl.createProgram();
-    gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, VERTEX_SHADER));
-    gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT_SHADER));
-    gl.linkProgram(prog);
-    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(`program: ${gl.getProgramInfoLog(prog)}`);
-    this.prog = prog;
-    this.loc = {};
-    for (const name of ["uGauss", "uColor", "uTiles", "uList", "uOrig", "uOffset", "uVirtual", "uSub",
-                        "uTileWin", "uCanvasH", "uTopK", "uGrey", "uSplitX"]) {
-      this.loc[name] = gl.getUniformLocation(prog, name);
-    }
+    this.programs = new Map(); // K -> {prog, loc}
     this.tex = {};
     for (const name of ["gauss", "color", "tiles", "list", "orig"]) this.tex[name] = gl.createTexture();
     this.setOriginal(null);
     this.vao = gl.createVertexArray();
     this.projection = null;
     this.projKey = "";
+  }
+
+  /** The program that blends the top `k` (compiled on first use). */
+  _program(k) {
+    if (!this.programs.has(k)) {
+      const gl = this.gl, prog = gl.createProgram();
+      gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, VERTEX_SHADER));
+      gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, fragmentShader(k)));
+      gl.linkProgram(prog);
+      if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(`program: ${gl.getProgramInfoLog(prog)}`);
+      const loc = {};
+      for (const name of ["uGauss", "uColor", "uTiles", "uList", "uOrig", "uOffset", "uVirtual", "uSub",
+                          "uTileWin", "uCanvasH", "uGrey", "uSplitX"]) {
+        loc[name] = gl.getUniformLocation(prog, name);
+      }
+      this.programs.set(k, { prog, loc });
+    }
+    return this.programs.get(k);
   }
 
   _upload(name, data, perTexel, kind) {
@@ -320,7 +330,7 @@ export class GaussianRenderer {
   /** Draw the vw x vh rendering with the canvas's top-left pixel at virtual pixel (ox, oy).
    * topK: the blend size (0 = whole tile); splitX: canvas columns left of it show the original. */
   draw({ vw, vh, ox, oy, topK, splitX = 0 }) {
-    const gl = this.gl, cw = this.canvas.width, ch = this.canvas.height;
+    const gl = this.gl, cw = this.canvas.width, ch = this.canvas.height, t0 = performance.now();
     const p = this.project(vw, vh);
     const x0 = Math.max(0, ox), y0 = Math.max(0, oy), x1 = Math.min(vw, ox + cw), y1 = Math.min(vh, oy + ch);
     let tx0 = 0, ty0 = 0, tx1 = 1, ty1 = 1;
@@ -333,26 +343,26 @@ export class GaussianRenderer {
     for (let t = 0; t < bins.counts.length; t++) { se[2 * t] = bins.starts[t]; se[2 * t + 1] = bins.counts[t]; }
     this._upload("tiles", se, 2, "uint2");
     this._upload("list", bins.ids, 1, "uint1");
+    const prepMs = performance.now() - t0; // the CPU's share: projection, tile lists, uploads
+    const { prog, loc: L } = this._program(Math.min(topK, MAX_K));
     gl.viewport(0, 0, cw, ch);
-    gl.useProgram(this.prog);
+    gl.useProgram(prog);
     const units = [["gauss", "uGauss"], ["color", "uColor"], ["tiles", "uTiles"], ["list", "uList"], ["orig", "uOrig"]];
     units.forEach(([t, u], i) => {
       gl.activeTexture(gl.TEXTURE0 + i);
       gl.bindTexture(gl.TEXTURE_2D, this.tex[t]);
-      gl.uniform1i(this.loc[u], i);
+      gl.uniform1i(L[u], i);
     });
-    const L = this.loc;
     gl.uniform2i(L.uOffset, ox, oy);
     gl.uniform2i(L.uVirtual, vw, vh);
     gl.uniform2i(L.uSub, p.sx, p.sy);
     gl.uniform3i(L.uTileWin, tx0, ty0, bins.ntx);
     gl.uniform1i(L.uCanvasH, ch);
-    gl.uniform1i(L.uTopK, Math.min(topK, MAX_K));
     gl.uniform1i(L.uGrey, this.channels.length === 1 ? 1 : 0);
     gl.uniform1i(L.uSplitX, splitX);
     gl.bindVertexArray(this.vao);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
-    return { tiles: bins.counts.length, listed: bins.ids.length };
+    return { tiles: bins.counts.length, listed: bins.ids.length, prepMs };
   }
 
   /** Wait for the GPU (a 1-pixel read forces the frame to finish): for frame timing. */
