@@ -29,7 +29,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 SWIFTSHADER = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
@@ -132,8 +131,8 @@ def main() -> None:
         "python_decode_ms_median": round(python_ms, 1),
         "webgl_renderer": renderer, "chromium": version, "flags": flags,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
-        "command": "python benchmarks/viewer_speed.py " + " ".join(
-            a for a in (f"--model {args.model}" if args.model else "", "--gpu" if args.gpu else "") if a),
+        "command": ("python benchmarks/viewer_speed.py " + " ".join(
+            a for a in (f"--model {args.model}" if args.model else "", "--gpu" if args.gpu else "") if a)).strip(),
     }
     print(json.dumps(result, indent=2))
     if args.json:

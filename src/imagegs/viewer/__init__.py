@@ -27,6 +27,7 @@ import webbrowser
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 __all__ = ["ViewerError", "ViewerServer", "serve", "export_page", "page_html", "MODULES", "MAX_FILE_BYTES",
            "DEFAULT_PORT"]
@@ -151,10 +152,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     server_version = "imagegs-viewer"
     timeout = REQUEST_TIMEOUT
-    routes: dict[str, tuple[bytes, str]] = {}  # set per server (a subclass per ViewerServer)
+    routes: ClassVar[dict[str, tuple[bytes, str]]] = {}  # set per server (a subclass per ViewerServer)
     quiet = True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's hook
+    def do_GET(self) -> None:  # http.server's hook
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
         if host not in ("127.0.0.1", "localhost"):  # DNS rebinding: another site's name for us
             self.send_error(403, "wrong host")
@@ -173,12 +174,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.send_error(405)
 
-    do_POST = do_PUT = do_DELETE = do_HEAD  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_HEAD
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:  # the base class's names
         if not self.quiet:
             super().log_message(format, *args)
 

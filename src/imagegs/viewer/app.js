@@ -55,8 +55,7 @@ function drawNow() {
   pending = false;
   if (!ui.model) return;
   const [vw, vh] = virtualSize();
-  const cw = renderer.canvas.width;
-  const splitX = ui.original ? (ui.showOriginal ? cw : Math.round(ui.split * cw)) : 0;
+  const splitX = splitColumn();
   const t0 = performance.now();
   ui.lastDraw = renderer.draw({ vw, vh, ox: ui.ox, oy: ui.oy, topK: ui.model.header.topK, splitX });
   renderer.finish();
@@ -65,6 +64,11 @@ function drawNow() {
   ui.lastFrameMs = ms;
   drawOverlay(vw, vh, splitX);
   updateReadouts(vw, vh);
+}
+
+function splitColumn() {
+  const cw = renderer.canvas.width;
+  return ui.original ? (ui.showOriginal ? cw : Math.round(ui.split * cw)) : 0;
 }
 
 function redraw() {
@@ -80,6 +84,11 @@ function drawOverlay(vw, vh, splitX) {
   if (splitX > 0 && splitX < cv.width) {
     ctx.strokeStyle = "#fff";
     ctx.beginPath(); ctx.moveTo(splitX + 0.5, 0); ctx.lineTo(splitX + 0.5, cv.height); ctx.stroke();
+  }
+  if (ui.inspected) { // the inspected pixel
+    const [px, py] = ui.inspected.pixel; // a virtual pixel is a canvas pixel
+    ctx.strokeStyle = "#0ff";
+    ctx.strokeRect(px - ui.ox - 2.5, py - ui.oy - 2.5, 6, 6);
   }
   if (!ui.ellipses) return;
   const m = ui.model, ax = vw / m.header.width, ay = vh / m.header.height;
@@ -145,6 +154,7 @@ function inspectAt(px, py) {
   }
   $("inspector").textContent = lines.join("\n");
   $("inspector").style.whiteSpace = "pre";
+  drawOverlay(vw, vh, splitColumn());
   return r;
 }
 
