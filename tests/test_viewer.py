@@ -401,3 +401,54 @@ def test_readouts_and_ellipse_overlay(page, server, files):
     page.check("#ellipses")
     _canvas(page, 1.0, W, H)
     assert page.evaluate(ink) > 0.05 * W * H  # the level-2 ellipses cover the image
+
+
+# -- the facts the JavaScript repeats ----------------------------------------------------------------
+
+def _js_constants(name: str) -> dict[str, float]:
+    import re
+
+    from imagegs.viewer import asset
+
+    out = {}
+    for key, base, power in re.findall(r"\b([A-Z][A-Z_]+) = ([0-9.e+-]+)(?: \*\* (\d+))?[;,]",
+                                       asset(name).decode()):
+        out[key] = float(base) ** int(power) if power else float(base)
+    return out
+
+
+def test_the_javascript_constants_are_pythons():
+    """JS cannot import the Python homes of these facts: this test is their link."""
+    from imagegs import defaults, igsfile, rangecoder
+    from imagegs.renderer import FILTER_SIGMA, SUPERSAMPLE, TILE
+    from imagegs.renderer.constants import SIGMA_RADIUS
+
+    r = _js_constants("render.js")
+    assert (r["TILE"], r["SIGMA_RADIUS"], r["FILTER_SIGMA"], r["SUPERSAMPLE"], r["BLEND_EPS"], r["MAX_K"]) == (
+        TILE, SIGMA_RADIUS, FILTER_SIGMA, SUPERSAMPLE, defaults.BLEND_EPS, defaults.MAX_TOP_K)
+    d = _js_constants("igs.js")
+    assert (d["MAX_SIDE"], d["MAX_CHANNELS"], d["MAX_LEVELS"], d["MAX_GAUSSIANS"], d["MAX_HEADER"]) == (
+        igsfile.MAX_SIDE, igsfile.MAX_CHANNELS, igsfile.MAX_LEVELS, igsfile.MAX_GAUSSIANS, igsfile.MAX_HEADER)
+    assert (d["MAX_TOP_K"], d["VERSION"], d["RANGE_CODER"]) == (defaults.MAX_TOP_K, igsfile.VERSION, 4)
+    from imagegs.quantize import MAX_BITS, MIN_BITS
+
+    assert (d["MIN_BITS"], d["MAX_BITS"]) == (MIN_BITS, MAX_BITS)
+    assert (d["TOP"], d["BOT"], d["INC"], d["LIMIT"], d["CAP_NUM"], d["CAP_DEN"], d["MODEL_BITS"],
+            d["RAW_CHUNK"]) == (rangecoder.TOP, rangecoder.BOT, rangecoder.INC, rangecoder.LIMIT,
+                                rangecoder.CAP_NUM, rangecoder.CAP_DEN, rangecoder.MODEL_BITS, rangecoder.RAW_CHUNK)
+
+
+def test_wheel_zooms_about_the_cursor_and_drag_pans(page, server):
+    _open(page, server.url)
+    page.evaluate("() => { viewer.setSize(200, 150); viewer.setView(1, 0, 0); viewer.readPixels(); }")
+    box = page.locator("#gl").bounding_box()
+    page.mouse.move(box["x"] + 20.5, box["y"] + 10.5)
+    page.mouse.wheel(0, -300)  # zoom in about (20, 10): that image point stays under the cursor
+    page.wait_for_timeout(100)
+    z, ox, oy = page.evaluate("() => [viewer.ui.zoom, viewer.ui.ox, viewer.ui.oy]")
+    assert z > 1.2
+    assert abs((ox + 20.5) / z - 20.5) < 1 and abs((oy + 10.5) / z - 10.5) < 1
+    page.mouse.down()
+    page.mouse.move(box["x"] + 60.5, box["y"] + 30.5)
+    page.mouse.up()
+    assert page.evaluate("() => [viewer.ui.ox, viewer.ui.oy]") == [ox - 40, oy - 20]
