@@ -9,7 +9,8 @@ that resolution); ``--model`` takes a fitted .gsm or .igs instead, shown zoomed 
 The page is the viewer's own (served by ``imagegs.viewer.ViewerServer``) with the canvas fixed at
 --width x --height; each frame pans by one pixel (so the tile lists are rebuilt), draws and waits
 for the GPU (a 1-pixel readPixels). Reported: the median of --frames frames after --warmup, and
-the CPU part (projection, tile lists, texture uploads) of each; and, for comparison, the median
+the CPU part (projection, tile lists, texture uploads) of each; the page's decode of the file
+(igs.js: parse, range decoder, dequantisation; median of 5); and, for comparison, the median
 time of ``imagegs.decode`` (Numba, this machine's CPUs) of the same file at the same size.
 
 Headless Chromium here renders WebGL with SwiftShader (Vulkan on the CPU) unless --gpu is given
@@ -26,6 +27,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -115,6 +117,13 @@ def main() -> None:
             renderer = page.evaluate("() => { const gl = document.createElement('canvas').getContext('webgl2');"
                                      " const e = gl.getExtension('WEBGL_debug_renderer_info');"
                                      " return e ? gl.getParameter(e.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); }")
+            decode_ms = page.evaluate("""async () => {
+                const m = await import('./igs.js');
+                const bytes = new Uint8Array(await (await fetch('files/0')).arrayBuffer());
+                const t = [];
+                for (let i = 0; i < 5; i++) { const t0 = performance.now(); m.decodeIGS(bytes);
+                                              t.push(performance.now() - t0); }
+                return t.sort((a, b) => a - b)[2]; }""")
             version = browser.version
             browser.close()
     med = statistics.median(got["frame"])
@@ -128,11 +137,11 @@ def main() -> None:
         "frame_ms": [round(t, 1) for t in got["frame"]],
         "cpu_ms_median": round(statistics.median(got["cpu"]), 1),
         "tiles": got["tiles"], "tile_list_entries": got["listed"],
+        "js_file_decode_ms_median": round(decode_ms, 1),
         "python_decode_ms_median": round(python_ms, 1),
         "webgl_renderer": renderer, "chromium": version, "flags": flags,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
-        "command": ("python benchmarks/viewer_speed.py " + " ".join(
-            a for a in (f"--model {args.model}" if args.model else "", "--gpu" if args.gpu else "") if a)).strip(),
+        "command": " ".join(["python benchmarks/viewer_speed.py", *sys.argv[1:]]),
     }
     print(json.dumps(result, indent=2))
     if args.json:

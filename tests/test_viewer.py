@@ -165,6 +165,12 @@ def _open(page, url, file_index: int = 0):
         page.evaluate("(i) => window.viewer.openFile(i)", file_index)
 
 
+def _slide(page, slider: str, value: float) -> None:
+    """Move the page's range input ``slider`` to ``value`` as a user would (an input event)."""
+    page.evaluate("([id, v]) => { const s = document.getElementById(id); s.value = String(v); "
+                  "s.dispatchEvent(new Event('input')); }", [slider, value])
+
+
 def _canvas(page, zoom: float, w: int, h: int, ox: int = 0, oy: int = 0) -> np.ndarray:
     """The canvas (h, w, 3) uint8 showing the image at ``zoom`` from virtual pixel (ox, oy)."""
     b64 = page.evaluate("([z, w, h, ox, oy]) => { viewer.setSize(w, h); viewer.setView(z, ox, oy); "
@@ -218,8 +224,7 @@ def test_lod_slider_shows_the_level_of_decode_lod(page, server, files):
     _open(page, server.url)
     data = files["rgb"].read_bytes()
     for lod in (1, 2, 3):
-        page.evaluate("(v) => { const s = document.getElementById('lod'); s.value = String(v); "
-                      "s.dispatchEvent(new Event('input')); }", lod)
+        _slide(page, "lod", lod)
         got = _canvas(page, 1.0, W, H)
         mad, psnr = _compare(got, _expected(data, H, W, lod=lod))
         assert mad <= 0.5 and psnr >= 45, (lod, mad, psnr)
@@ -262,6 +267,7 @@ def test_a_truncated_file_shows_the_error_text(browser, files, tmp_path):
             assert "cut1.igs: truncated file: 0 of 4 levels complete" in page.inner_text("#error")
             page.evaluate("() => viewer.openFile(1)")
             assert "truncated file: 2 of 4 levels complete" in page.inner_text("#warning")
+            assert page.is_visible("#gl") and not page.is_visible("#error")
             got = _canvas(page, 1.0, W, H)  # the two complete levels, as decode --lod 2
             mad, psnr = _compare(got, _expected(data, H, W, lod=2))
             assert mad <= 0.5 and psnr >= 45, (mad, psnr)
@@ -290,13 +296,12 @@ def test_exported_page_works_from_file_url(browser, files, tmp_path):
         page.check("#original")  # the toggle: the original, pixel for pixel at 1:1
         np.testing.assert_array_equal(_canvas(page, 1.0, W, H), pixels)
         page.uncheck("#original")
-        page.evaluate("() => { const s = document.getElementById('split'); s.value = '0.5'; "
-                      "s.dispatchEvent(new Event('input')); }")
+        _slide(page, "split", 0.5)
         split = _canvas(page, 1.0, W, H)
         np.testing.assert_array_equal(split[:, :W // 2], pixels[:, :W // 2])
         np.testing.assert_array_equal(split[:, W // 2:], got[:, W // 2:])
-        page.evaluate("() => { const s = document.getElementById('split'); s.value = '0'; "
-                      "s.dispatchEvent(new Event('input')); viewer.openFile(1); }")
+        _slide(page, "split", 0)
+        page.evaluate("() => viewer.openFile(1)")
         assert _compare(_canvas(page, 1.0, W, H), _expected(files["grey"].read_bytes(), H, W))[0] <= 0.5
     finally:
         page.close()
@@ -386,8 +391,7 @@ def test_readouts_and_ellipse_overlay(page, server, files):
     assert rows["bytes"] == f"{len(data):,}"
     assert rows["bpp"] == f"{8 * len(data) / (W * H):.4f}"
     assert rows["frame"].endswith(" ms")
-    page.evaluate("(v) => { const s = document.getElementById('lod'); s.value = '2'; "
-                  "s.dispatchEvent(new Event('input')); }", 2)
+    _slide(page, "lod", 2)
     _canvas(page, 1.0, W, H)
     rows = dict(page.evaluate("() => Array.from(document.querySelectorAll('#readouts tr'), "
                               "(tr) => [tr.dataset.key, tr.children[1].textContent])"))

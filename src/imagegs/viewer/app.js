@@ -54,6 +54,15 @@ function fileBytesAt(lod) {
 function drawNow() {
   pending = false;
   if (!ui.model) return;
+  try {
+    drawFrame();
+  } catch (e) { // a GPU limit: say so instead of leaving a stale canvas
+    showError(`${ui.files[ui.fileIndex].name}: ${e.message}`);
+    window.viewer.error = e.message;
+  }
+}
+
+function drawFrame() {
   const [vw, vh] = virtualSize();
   const splitX = splitColumn();
   const t0 = performance.now();
@@ -241,6 +250,8 @@ function openFile(index) {
     model.levelsDecoded = complete;
     warning = `${ui.files[index].name}: ${e.message}; showing the ${complete} complete level(s)`;
   }
+  $("error").style.display = "none";
+  $("main").style.display = "";
   showWarning(warning);
   window.viewer.error = warning || null;
   model.totalNum = model.header.levels.reduce((a, b) => a + b, 0);

@@ -273,6 +273,10 @@ export class GaussianRenderer {
     const gl = this.gl;
     const texels = Math.max(1, Math.ceil(data.length / perTexel));
     const rows = Math.ceil(texels / TEX_W), padded = new data.constructor(rows * TEX_W * perTexel);
+    if (rows > gl.getParameter(gl.MAX_TEXTURE_SIZE)) {
+      throw new Error(`too much data for this GPU's textures (${name}: ${texels.toLocaleString()} texels; ` +
+                      "fewer Gaussians, a lower level of detail or a smaller zoom would fit)");
+    }
     padded.set(data);
     gl.bindTexture(gl.TEXTURE_2D, this.tex[name]);
     gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
