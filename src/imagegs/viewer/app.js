@@ -11,6 +11,7 @@ const MAX_ELLIPSES = 20000; // the overlay draws at most this many (the visible 
 
 const ui = {
   files: [], // [{name, bytes}]
+  fileIndex: 0,
   original: null, // HTMLImageElement
   model: null, // decodeIGS() result
   lod: 1,
