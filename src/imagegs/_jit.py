@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def _a(dtype, ndim: int) -> types.Array:
     return types.Array(dtype, ndim, "C")
 
 
-# Each kernel a command may need: (name, measured cold compile seconds on an idle core, a function
+# Each kernel a command may need: (name, its measured cold compile CPU seconds, a function
 # returning (dispatcher, argument types)). The argument types are what the callers pass for a
 # float32 model (the fit's dtype); ``test_jit`` checks a fit compiles nothing after ``prepare``.
 def _forward():
@@ -86,9 +85,9 @@ def _loss_grad():
 
 
 KERNELS: dict[str, tuple[float, Callable]] = {
-    "forward": (10.0, _forward), "backward": (6.0, _backward), "bin_tiles": (0.5, _bin_tiles),
-    "project_forward": (0.4, _project_forward), "project_backward": (0.3, _project_backward),
-    "target_stats": (1.4, _target_stats), "loss_grad": (2.6, _loss_grad),
+    "forward": (16.0, _forward), "backward": (11.0, _backward), "bin_tiles": (1.0, _bin_tiles),
+    "project_forward": (0.6, _project_forward), "project_backward": (0.5, _project_backward),
+    "target_stats": (3.0, _target_stats), "loss_grad": (7.0, _loss_grad),
 }
 LOSS = ("target_stats", "loss_grad")
 RENDER = ("bin_tiles", "forward")
@@ -125,12 +124,15 @@ def _partition(names: list[str], parts: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
+_CHILD = "import sys; from imagegs._jit import _main; sys.exit(_main(sys.argv[1:]))"
+
+
 def _compile_in_children(names: list[str]) -> None:
     """Compile ``names`` into Numba's cache in up to ``_PROCESSES`` child processes at once."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parent.parent)  # import this copy of imagegs in the children
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    procs = [subprocess.Popen([sys.executable, "-m", "imagegs._jit", *group], env=env, stdin=subprocess.DEVNULL,
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, *group], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for group in _partition(names, _PROCESSES)]
     for p in procs:
@@ -171,13 +173,8 @@ def _estimate(names: list[str]) -> float:
 def _main(names: list[str]) -> int:
     """Child process: compile the named kernels into the cache."""
     for name in names:
-        t = time.perf_counter()
         disp, sig = KERNELS[name][1]()
         disp.compile(sig)
-        if os.environ.get("IMAGEGS_JIT_VERBOSE"):
-            print(f"{name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
