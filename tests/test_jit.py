@@ -47,20 +47,22 @@ def fake_cache(monkeypatch):
     """``prepare`` against a fake cache: kernels listed in ``cold`` are missing until compiled."""
     cold: set[str] = set()
     compiled: list[list[str]] = []
+    loaded: list[str] = []
     monkeypatch.setattr(_jit, "missing", lambda names: [n for n in names if n in cold])
+    monkeypatch.setattr(_jit, "_load", loaded.append)
 
     def children(names):
         compiled.append(list(names))
         cold.difference_update(names)
     monkeypatch.setattr(_jit, "_compile_in_children", children)
-    return cold, compiled
+    return cold, compiled, loaded
 
 
 @pytest.mark.parametrize("notice", [True, False])
 def test_notice_only_when_cold_and_asked(fake_cache, capsys, notice):
-    cold, compiled = fake_cache
-    assert _jit.prepare("fit", notice=notice) == []  # warm: nothing to do, nothing said
-    assert capsys.readouterr().err == "" and compiled == []
+    cold, compiled, loaded = fake_cache
+    assert _jit.prepare("fit", notice=notice) == []  # warm: nothing said, kernels loaded before the bar
+    assert capsys.readouterr().err == "" and compiled == [] and loaded == list(_jit.COMMANDS["fit"])
     cold.update({"forward", "loss_grad"})
     assert _jit.prepare("fit", notice=notice) == ["forward", "loss_grad"]
     err = capsys.readouterr().err

@@ -142,27 +142,31 @@ def _compile_in_children(names: list[str]) -> None:
 def prepare(command: str, *, notice: bool = False) -> list[str]:
     """Make sure the kernels of ``command`` (a ``COMMANDS`` key) are compiled before it starts.
 
-    With a warm cache this only reads the cache index (milliseconds). Otherwise prints ``NOTICE``
-    to stderr if ``notice``, fills the cache from child processes, and compiles here whatever is
-    still missing. Returns the kernels that were missing (for tests)."""
+    With a warm cache this reads the cache index and loads the kernels (what their first calls
+    would do). Otherwise prints ``NOTICE`` to stderr if ``notice``, fills the cache from child
+    processes first, and compiles here whatever is still missing. Returns the kernels that were
+    missing (for tests)."""
     names = COMMANDS[command]
     try:
         todo = missing(names)
     except Exception:  # an unexpected Numba cache layout: compile lazily, as Numba does
         return []
-    if not todo:
-        return []
-    if notice:
-        print(NOTICE.format(s=_estimate(todo)), file=sys.stderr, flush=True)
-    try:
-        _compile_in_children(todo)
-        left = missing(todo)
-    except Exception:
-        left = todo
-    for name in left:
-        disp, sig = KERNELS[name][1]()
-        disp.compile(sig)
+    if todo:
+        if notice:
+            print(NOTICE.format(s=_estimate(todo)), file=sys.stderr, flush=True)
+        try:
+            _compile_in_children(todo)
+        except OSError:
+            pass  # compiled below, in this process
+    for name in names:
+        _load(name)
     return todo
+
+
+def _load(name: str) -> None:
+    """Load kernel ``name`` from the cache into this process (or compile it, if not cached)."""
+    disp, sig = KERNELS[name][1]()
+    disp.compile(sig)
 
 
 def _estimate(names: list[str]) -> float:
@@ -173,8 +177,7 @@ def _estimate(names: list[str]) -> float:
 def _main(names: list[str]) -> int:
     """Child process: compile the named kernels into the cache."""
     for name in names:
-        disp, sig = KERNELS[name][1]()
-        disp.compile(sig)
+        _load(name)
     return 0
 
 
