@@ -8,8 +8,8 @@ Two things go wrong if a command just calls its kernels:
   takes that for the step rate.
 - The process that compiles a kernel does not run the code it caches. Numba links every callee
   (the parallel loop body, helper functions) into the kernel's module and optimises it again, but
-  the copy that runs in the compiling process binds to the callee's separately optimised
-  definition, loaded first. With fastmath the two copies can round differently, so a cold run's
+  the compiling process evidently runs other code (most likely the callees' separately optimised
+  definitions, which it loaded first). With fastmath the two can round differently: a cold run's
   fit differed from a warm one (the SSIM loss gradient, ~1e-9, then 0.04 dB after 1200 steps).
 
 ``prepare(name)`` therefore checks the cache index of every (kernel, signature) the command uses
@@ -27,61 +27,63 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from numba import types
-
 # Compile-time estimate shown to the user (seconds, 2 cores, docs/notes/compile.md).
 NOTICE = "imagegs: compiling kernels (first run only, ~{s:.0f} s)"
-_PROCESSES = 2  # child processes compiling at once
+_PROCESSES = 2  # child processes compiling at once (the machines we target have >= 2 cores)
 
-_f32, _f64, _i32, _i64 = types.float32, types.float64, types.int32, types.int64
+# Each kernel a command may need: (its measured cold compile CPU seconds, a function returning
+# (dispatcher, argument types)). The argument types are what the callers pass for a float32 model
+# (the fit's dtype); ``test_jit`` checks that a fit compiles nothing after ``prepare``. Numba is
+# imported only when these run (``import imagegs`` stays light).
+def _types():
+    from numba import types as t
+    return t, t.float32, t.float64, t.int32, t.int64, lambda dtype, ndim: t.Array(dtype, ndim, "C")
 
 
-def _a(dtype, ndim: int) -> types.Array:
-    return types.Array(dtype, ndim, "C")
-
-
-# Each kernel a command may need: (name, its measured cold compile CPU seconds, a function
-# returning (dispatcher, argument types)). The argument types are what the callers pass for a
-# float32 model (the fit's dtype); ``test_jit`` checks a fit compiles nothing after ``prepare``.
 def _forward():
     from .renderer import _forward as k
-    return k.forward, (_a(_f32, 2), _a(_f32, 2), _a(_f32, 1), _a(_f32, 2), _a(_i64, 1), _a(_i32, 1), _i64, _i64,
-                       _i64, _f64, _i64, _i64, _i64, _i64, _a(_f32, 3), _a(_i64, 2), _a(_i32, 1), _i64, _i64,
-                       _a(_f32, 3), _a(_i32, 2), _a(types.uint8, 1))
+    t, f32, f64, i32, i64, a = _types()
+    return k.forward, (a(f32, 2), a(f32, 2), a(f32, 1), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, i64, f64, i64,
+                       i64, i64, i64, a(f32, 3), a(i64, 2), a(i32, 1), i64, i64, a(f32, 3), a(i32, 2), a(t.uint8, 1))
 
 
 def _backward():
     from .renderer import _backward as k
-    return k.backward, (_a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_i64, 1), _a(_i32, 1), _i64, _i64, _a(_f32, 3),
-                        _a(_f32, 3), _a(_i32, 2), _a(types.uint8, 1), _i64, _i64, _a(_i32, 2))
+    t, f32, f64, i32, i64, a = _types()
+    return k.backward, (a(f32, 2), a(f32, 2), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, a(f32, 3), a(f32, 3),
+                        a(i32, 2), a(t.uint8, 1), i64, i64, a(i32, 2))
 
 
 def _bin_tiles():
     from .renderer import _kernels as k
-    return k.bin_tiles, (_a(_f32, 2), _a(_f32, 1), _i64, _i64)
+    t, f32, f64, i32, i64, a = _types()
+    return k.bin_tiles, (a(f32, 2), a(f32, 1), i64, i64)
 
 
 def _project_forward():
     from .renderer import _project_cpu as k
-    return k._forward, (_a(_f32, 2), _a(_f32, 2), _a(_f32, 1), _i64, _i64, _f64, _f64, _a(_f32, 2), _a(_f32, 2),
-                        _a(_f32, 1))
+    t, f32, f64, i32, i64, a = _types()
+    return k._forward, (a(f32, 2), a(f32, 2), a(f32, 1), i64, i64, f64, f64, a(f32, 2), a(f32, 2), a(f32, 1))
 
 
 def _project_backward():
     from .renderer import _project_cpu as k
-    return k._backward, (_a(_f32, 2), _a(_f32, 1), _a(_f32, 2), _a(_f32, 2), _i64, _i64, _f64, _f64,
-                         _a(_f32, 2), _a(_f32, 2), _a(_f32, 1))
+    t, f32, f64, i32, i64, a = _types()
+    return k._backward, (a(f32, 2), a(f32, 1), a(f32, 2), a(f32, 2), i64, i64, f64, f64, a(f32, 2), a(f32, 2),
+                         a(f32, 1))
 
 
 def _target_stats():
     from . import _ssim_kernels as k
-    return k.target_stats, (_a(_f64, 3), _a(_f64, 1))
+    t, f32, f64, i32, i64, a = _types()
+    return k.target_stats, (a(f64, 3), a(f64, 1))
 
 
 def _loss_grad():
     from . import _ssim_kernels as k
-    return k.loss_grad, (_a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_f32, 1), _f64, _f64,
-                         types.boolean, _a(_f32, 3), _a(_f32, 3))
+    t, f32, f64, i32, i64, a = _types()
+    return k.loss_grad, (a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 1), f64, f64, t.boolean, a(f32, 3),
+                         a(f32, 3))
 
 
 KERNELS: dict[str, tuple[float, Callable]] = {
