@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import torch
 
-from . import metrics
+from . import _jit, metrics
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
 from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
@@ -253,6 +253,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
 
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
+    # compile (or load) the kernels before the bar starts, so its rate is the steps' alone
+    _jit.prepare("fit-reference" if cfg.backend == "reference" else "fit", notice=progress)
     bar = _progress(max_steps, progress)
     step = 0
     try:

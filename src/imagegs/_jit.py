@@ -1,0 +1,185 @@
+"""Compiling the Numba kernels a command needs before it starts: cold-cache notice, no compile in
+the progress bar's rate, same code (and so the same bits) cold or warm.
+
+Numba compiles a kernel at its first call and caches the machine code on disk (``cache=True``).
+Two things go wrong if a command just calls its kernels:
+
+- The first run spends ~40 s (CPU time) compiling inside step 1, silently, and the progress bar
+  takes that for the step rate.
+- The process that compiles a kernel does not run the code it caches. Numba links every callee
+  (the parallel loop body, helper functions) into the kernel's module and optimises it again, but
+  the compiling process evidently runs other code (most likely the callees' separately optimised
+  definitions, which it loaded first). With fastmath the two can round differently: a cold run's
+  fit differed from a warm one (the SSIM loss gradient, ~1e-9, then 0.04 dB after 1200 steps).
+
+``prepare(name)`` therefore checks the cache index of every (kernel, signature) the command uses
+and, if any is missing, compiles them in child processes (two at once, one per core, balanced by
+measured compile time) that only fill the cache; this process then loads them from the cache like
+any warm run. If a child fails (no writable cache, no ``python`` to start), the kernels compile
+here as before (same results as ever, just without the cold = warm guarantee).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+# Compile-time estimate shown to the user (seconds, 2 cores, docs/notes/compile.md).
+NOTICE = "imagegs: compiling kernels (first run only, ~{s:.0f} s)"
+_PROCESSES = 2  # child processes compiling at once (the machines we target have >= 2 cores)
+
+# Each kernel a command may need: (its measured cold compile CPU seconds, a function returning
+# (dispatcher, argument types)). The argument types are what the callers pass for a float32 model
+# (the fit's dtype); ``test_jit`` checks that a fit compiles nothing after ``prepare``. Numba is
+# imported only when these run (``import imagegs`` stays light).
+def _types():
+    from numba import types as t
+    return t, t.float32, t.float64, t.int32, t.int64, lambda dtype, ndim: t.Array(dtype, ndim, "C")
+
+
+def _forward():
+    from .renderer import _forward as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.forward, (a(f32, 2), a(f32, 2), a(f32, 1), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, i64, f64, i64,
+                       i64, i64, i64, a(f32, 3), a(i64, 2), a(i32, 1), i64, i64, a(f32, 3), a(i32, 2), a(t.uint8, 1))
+
+
+def _backward():
+    from .renderer import _backward as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.backward, (a(f32, 2), a(f32, 2), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, a(f32, 3), a(f32, 3),
+                        a(i32, 2), a(t.uint8, 1), i64, i64, a(i32, 2))
+
+
+def _bin_tiles():
+    from .renderer import _kernels as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.bin_tiles, (a(f32, 2), a(f32, 1), i64, i64)
+
+
+def _project_forward():
+    from .renderer import _project_cpu as k
+    t, f32, f64, i32, i64, a = _types()
+    return k._forward, (a(f32, 2), a(f32, 2), a(f32, 1), i64, i64, f64, f64, a(f32, 2), a(f32, 2), a(f32, 1))
+
+
+def _project_backward():
+    from .renderer import _project_cpu as k
+    t, f32, f64, i32, i64, a = _types()
+    return k._backward, (a(f32, 2), a(f32, 1), a(f32, 2), a(f32, 2), i64, i64, f64, f64, a(f32, 2), a(f32, 2),
+                         a(f32, 1))
+
+
+def _target_stats():
+    from . import _ssim_kernels as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.target_stats, (a(f64, 3), a(f64, 1))
+
+
+def _loss_grad():
+    from . import _ssim_kernels as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.loss_grad, (a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 1), f64, f64, t.boolean, a(f32, 3),
+                         a(f32, 3))
+
+
+KERNELS: dict[str, tuple[float, Callable]] = {
+    "forward": (16.0, _forward), "backward": (11.0, _backward), "bin_tiles": (1.0, _bin_tiles),
+    "project_forward": (0.6, _project_forward), "project_backward": (0.5, _project_backward),
+    "target_stats": (3.0, _target_stats), "loss_grad": (7.0, _loss_grad),
+}
+LOSS = ("target_stats", "loss_grad")
+RENDER = ("bin_tiles", "forward")
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "fit": RENDER + ("backward", "project_forward", "project_backward") + LOSS,
+    "fit-reference": LOSS,  # a fit on the reference renderer still uses the loss kernels
+    "render": RENDER,
+}
+
+
+def missing(names) -> list[str]:
+    """The kernels among ``names`` whose float32 specialisation is not in Numba's cache (nor
+    compiled in this process). Raises if Numba's cache layout is not the one this reads."""
+    out = []
+    for name in names:
+        disp, sig = KERNELS[name][1]()
+        if sig in disp.overloads:
+            continue
+        cache = disp._cache
+        key = cache._index_key(sig, disp.targetctx.codegen())
+        if key not in cache._cache_file._load_index():
+            out.append(name)
+    return out
+
+
+def _partition(names: list[str], parts: int) -> list[list[str]]:
+    """Split kernels into ``parts`` groups of similar compile time (longest first, greedy)."""
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    loads = [0.0] * parts
+    for name in sorted(names, key=lambda n: -KERNELS[n][0]):
+        i = loads.index(min(loads))
+        groups[i].append(name)
+        loads[i] += KERNELS[name][0]
+    return [g for g in groups if g]
+
+
+_CHILD = "import sys; from imagegs._jit import _main; sys.exit(_main(sys.argv[1:]))"
+
+
+def _compile_in_children(names: list[str]) -> None:
+    """Compile ``names`` into Numba's cache in up to ``_PROCESSES`` child processes at once."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parent.parent)  # import this copy of imagegs in the children
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, *group], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for group in _partition(names, _PROCESSES)]
+    for p in procs:
+        p.communicate()
+
+
+def prepare(command: str, *, notice: bool = False) -> list[str]:
+    """Make sure the kernels of ``command`` (a ``COMMANDS`` key) are compiled before it starts.
+
+    With a warm cache this reads the cache index and loads the kernels (what their first calls
+    would do). Otherwise prints ``NOTICE`` to stderr if ``notice``, fills the cache from child
+    processes first, and compiles here whatever is still missing. Returns the kernels that were
+    missing (for tests)."""
+    names = COMMANDS[command]
+    try:
+        todo = missing(names)
+    except Exception:  # an unexpected Numba cache layout: compile lazily, as Numba does
+        return []
+    if todo:
+        if notice:
+            print(NOTICE.format(s=_estimate(todo)), file=sys.stderr, flush=True)
+        try:
+            _compile_in_children(todo)
+        except OSError:
+            pass  # compiled below, in this process
+    for name in names:
+        _load(name)
+    return todo
+
+
+def _load(name: str) -> None:
+    """Load kernel ``name`` from the cache into this process (or compile it, if not cached)."""
+    disp, sig = KERNELS[name][1]()
+    disp.compile(sig)
+
+
+def _estimate(names: list[str]) -> float:
+    """Wall seconds to compile ``names`` in ``_PROCESSES`` processes (plus their start-up)."""
+    return max(sum(KERNELS[n][0] for n in g) for g in _partition(names, _PROCESSES)) + 5.0
+
+
+def _main(names: list[str]) -> int:
+    """Child process: compile the named kernels into the cache."""
+    for name in names:
+        _load(name)
+    return 0
+
+
