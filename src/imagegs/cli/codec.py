@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import _jit
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ..io import read_source, write_images
 from ..metrics import quality_8bit
@@ -71,6 +72,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     g = codec.decode_gaussians(args.file, lod=args.lod)
     top_k = top_k_arg(args.top_k, header.top_k)
     options = decode_kwargs(args, h, w)
+    if args.backend != "reference":
+        _jit.prepare("render", notice=True)  # a one-line notice when the kernels must be compiled
     with torch.no_grad():
         pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     groups = header.groups or [("image", header.channels)]

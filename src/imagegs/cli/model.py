@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, _jit
 from ..container import MAGIC as MODEL_MAGIC
 from ..container import load_model, save_model
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_TOP_K
@@ -114,6 +114,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     groups = g.groups or [("image", g.channels)]
     depths = output_depths(groups, metadata.get("bit_depths"), args.bit_depth)
     options = decode_kwargs(args, h, w)
+    if args.backend != "reference":
+        _jit.prepare("render", notice=True)  # a one-line notice when the kernels must be compiled
     with torch.no_grad():
         pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
