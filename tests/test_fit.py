@@ -45,6 +45,28 @@ def test_fit_state_adds_gaussians_with_fresh_moments(astronaut_small):
     assert torch.isfinite(state.gaussians().scale).all()
 
 
+def test_coarse_to_fine_fits_low_resolution_first(astronaut_small):
+    """coarse=((4, a), (2, b)): steps up to a render at 1/4 size against the area-downscaled
+    target, up to b at 1/2, then full size; the Gaussians stay in native units, and the coarse
+    start helps (the full-size PSNR after the coarse steps is above that of the initial model)."""
+    img = astronaut_small[:, :64, :64]
+    hist: list = []
+    g = fit(img, num_gaussians=200, max_steps=60, add_steps=(10, 30), coarse=((4, 20), (2, 40)),
+            eval_every=10, history=hist)
+    assert [r["factor"] for r in hist] == [4, 4, 2, 2, 1, 1]
+    assert g.height == 64 and g.width == 64 and g.num == 200 and g.fit_info["levels"] == [100, 50, 50]
+    state = FitState(img, FitConfig(num_gaussians=200))
+    state.set_factor(4)
+    assert state.render().shape == (3, 16, 16)
+    assert torch.allclose(state.view, torch.nn.functional.avg_pool2d(img[None], 4)[0])
+    coarse_only = fit(img, num_gaussians=200, max_steps=40, add_steps=(10, 30), coarse=((4, 20), (2, 40)))
+    before = psnr(render(FitState(img, FitConfig(num_gaussians=200)).gaussians()).clamp(0, 1), img)
+    assert psnr(render(coarse_only).clamp(0, 1), img) > before + 1.0
+    for bad in (((2, 10), (4, 20)), ((4, 20), (2, 10)), ((1, 10),), ((4,),)):
+        with pytest.raises(ValueError, match="coarse"):
+            fit(img, num_gaussians=20, coarse=bad)
+
+
 def test_fit_is_deterministic(astronaut_small):
     a = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
     b = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))

@@ -148,10 +148,10 @@ def _at_count(job: _Job, n: int, bits: Bits) -> Encoded:
     return job.encoded(data, gq, bits, levels, 1, g.fit_info)
 
 
-def _fit_to_budget(job: _Job, bits: Bits, n_fit: int, budget: float, attempt: int) -> Encoded:
-    """Fit ``n_fit`` Gaussians, prune the file to ``budget`` bytes, polish the colours and prune
+def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int) -> Encoded:
+    """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, colours polished, pruned
     again if polishing grew the file (it changes the colour codes, hence the size)."""
-    g = _fit_named(job, n_fit, bits)
+    n_fit = g.num
     got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
@@ -164,21 +164,25 @@ def _fit_to_budget(job: _Job, bits: Bits, n_fit: int, budget: float, attempt: in
     return job.encoded(data, gq, bits, levels, attempt, dict(g.fit_info, fitted=n_fit, pruned=n_fit - gq.num))
 
 
-def _at_rate(job: _Job, bits: Bits, n_plan: int, budget: float, max_fits: int) -> Encoded:
-    """The largest file within ``budget`` from up to ``max_fits`` fits with these bit depths: after
-    an undershoot of more than RATE_TOLERANCE the count is corrected by the measured bytes per
+def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits: int) -> Encoded:
+    """The largest file within ``budget`` from up to ``max_fits`` fits: each fit (of ``n_plan``
+    Gaussians, quantisation-aware on ``depths[0]`` if the job asks) is pruned to the budget at
+    every depth of ``depths`` and the file that decodes closest kept (:func:`_closest`); after an
+    undershoot of more than RATE_TOLERANCE the count is corrected by the measured bytes per
     Gaussian and the fit repeated."""
     best: Encoded | None = None
     channels = job.target.shape[0]
     for attempt in range(1, max_fits + 1):
         n_fit = min(max(n_plan, 1), job.pixels)
-        enc = _fit_to_budget(job, bits, n_fit, budget, attempt)
+        g = _fit_named(job, n_fit, depths[0])
+        encs = [_to_budget(job, g, bits, budget, attempt) for bits in depths]
+        enc = encs[0] if len(encs) == 1 else _closest(job, encs)
         if best is None or len(enc.data) > len(best.data):
             best = enc
         if len(enc.data) >= (1 - RATE_TOLERANCE) * budget or n_fit >= job.pixels:
             break
-        per = (len(enc.data) - predicted_bytes(0, bits, channels)) / max(enc.num, 1)
-        n_plan = int((budget * OVERSHOOT - predicted_bytes(0, bits, channels)) / per)
+        per = (len(enc.data) - predicted_bytes(0, enc.bits, channels)) / max(enc.num, 1)
+        n_plan = int((budget * OVERSHOOT - predicted_bytes(0, enc.bits, channels)) / per)
     assert best is not None
     best.fits = attempt
     return best
@@ -188,7 +192,7 @@ def _closest(job: _Job, encs: list[Encoded]) -> Encoded:
     """Of files at the same rate with different bit depths, the one that decodes closest."""
     errors = [decoded_mse(e.gaussians, job.target, job.top_k) for e in encs]
     best = encs[int(np.argmin(errors))]
-    best.fits = sum(e.fits for e in encs)
+    best.fits = sum(e.fits for e in encs)  # separate fits (one fit's files: _at_rate counts)
     best.fit_info = dict(best.fit_info, bits_tried=[str(e.bits) for e in encs],
                          mse_tried=[round(x, 8) for x in errors])
     return best
@@ -209,6 +213,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              bits: Bits | str | int | None = None, top_k: int | None = DEFAULT_TOP_K, lod_training: bool = False,
              qat: float | None = None, polish_steps: int = POLISH_STEPS,
              schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
+             one_fit: bool = False,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, **fit_options) -> Encoded:
     """Fit and encode an image as an .igs file.
@@ -227,6 +232,10 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         polish_steps: steps of :func:`polish_colors` after quantisation (0: none).
         top_k, lod_training, schedule, seed, **fit_options: passed to :func:`imagegs.fit`.
         max_fits: fits allowed to meet the rate (the second corrects the count from the first's size).
+        one_fit: where the default bit depths cycle between two candidates (every 1024-px image at
+            0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and
+            derive both files from that fit by pruning each to the budget; keep the one that
+            decodes closer. False (default): one fit per candidate. Needs ``qat=None``.
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
     """
@@ -265,7 +274,12 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     if max(n for _, n in candidates) < MIN_GAUSSIANS:
         raise RateControlError(f"{bpp} bpp is {budget:.0f} bytes for this {w}x{h} image: too few for "
                                f"the header and a useful number of Gaussians; ask for more")
-    encs = [_at_rate(job, b, n, budget, max_fits) for b, n in candidates if n >= MIN_GAUSSIANS]
+    candidates = [(b, n) for b, n in candidates if n >= MIN_GAUSSIANS]
+    if one_fit and len(candidates) > 1:
+        if qat is not None:
+            raise ValueError("one_fit shares one float fit between bit depths: it needs qat=None")
+        return _at_rate(job, [b for b, _ in candidates], max(n for _, n in candidates), budget, max_fits)
+    encs = [_at_rate(job, [b], n, budget, max_fits) for b, n in candidates]
     return encs[0] if len(encs) == 1 else _closest(job, encs)
 
 
