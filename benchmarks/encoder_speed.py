@@ -45,6 +45,13 @@ VARIANTS: dict[str, dict] = {
     "c2f-a": _C2F_A,
     "c2f-b": _C2F_B,
     "c2f-a-onefit": dict(_C2F_A, one_fit=True),
+    "quality-r150": dict(schedule="quality", refine_steps=150),
+    "c2f-b-r150": dict(_C2F_B, refine_steps=150),
+    "c2f-b-r150-onefit": dict(_C2F_B, refine_steps=150, one_fit=True),
+    # prune mid-fit: the fit stops after its coarse steps, the file is pruned to the rate, and the
+    # full-size steps run on the kept Gaussians (refine, at the decayed learning rates)
+    "c2f-mid": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
+                    refine_steps=400),
 }
 
 

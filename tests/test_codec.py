@@ -122,6 +122,18 @@ def test_one_fit_derives_both_depths_from_one_fit(monkeypatch, coffee):
         codec.compress(coffee, bpp=3.0, max_steps=60, one_fit=True, qat=0.0)
 
 
+def test_refine_steps_refit_the_pruned_model(coffee):
+    """refine_steps: the kept Gaussians get more full-size steps before the polish; the file
+    still lands within the rate, and a bad count is one clear error."""
+    h, w = coffee.shape[:2]
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60, refine_steps=30)
+    assert (1 - ratecontrol.RATE_TOLERANCE) * 3.0 * h * w / 8 <= len(enc.data) <= 3.0 * h * w / 8
+    plain = codec.compress(coffee, bpp=3.0, max_steps=60)
+    assert _psnr(codec.decode(enc.data), coffee) > _psnr(codec.decode(plain.data), coffee)
+    with pytest.raises(ValueError, match="refine_steps"):
+        codec.compress(coffee, bpp=3.0, refine_steps=-1)
+
+
 def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
     """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
     autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""

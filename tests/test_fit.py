@@ -67,6 +67,20 @@ def test_coarse_to_fine_fits_low_resolution_first(astronaut_small):
             fit(img, num_gaussians=20, coarse=bad)
 
 
+def test_refine_continues_a_pruned_model(astronaut_small):
+    """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
+    learning rates; the count, order, names and fit_info stay, and the fit improves."""
+    from imagegs.fitting import refine
+
+    img = astronaut_small[:, :48, :48]
+    g = fit(img, num_gaussians=120, max_steps=80, add_steps=(20,))[40:]
+    before = psnr(render(g).clamp(0, 1), img)
+    r = refine(g, img, 60, top_k=8)
+    assert r.num == g.num and r.fit_info == g.fit_info and r.height == 48
+    assert psnr(render(r).clamp(0, 1), img) > before + 0.5
+    assert refine(g, img, 0) is g
+
+
 def test_fit_is_deterministic(astronaut_small):
     a = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
     b = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))

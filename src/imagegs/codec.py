@@ -14,6 +14,7 @@ quantisation (and pruning) the colours are re-fitted on the quantised geometry
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -25,7 +26,7 @@ import torch
 
 from . import igsfile
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
-from .fitting import fit
+from .fitting import FitConfig, fit, refine
 from .gaussians import Gaussians
 from .init import as_image
 from .io import Image, atomic_write, read_source
@@ -110,6 +111,7 @@ class _Job:
     names: dict  # channel_names and groups, given to every model
     qat: float | None
     polish_steps: int
+    refine_steps: int
     top_k: int | None
     metadata: dict | None
 
@@ -131,6 +133,13 @@ def _fit_named(job: _Job, n: int, bits: Bits) -> Gaussians:
     qat_options = {} if job.qat is None else dict(quant_bits=bits.as_tuple(), quant_start=float(job.qat))
     g = fit(job.target, num_gaussians=n, **job.fit_options, **qat_options)
     return replace(g, **job.names, fit_info=dict(g.fit_info, polish_steps=job.polish_steps))
+
+
+def _refined(job: _Job, g: Gaussians) -> Gaussians:
+    """:func:`imagegs.fitting.refine` of ``g`` for the job's ``refine_steps``, with its fit settings."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    options = {k: v for k, v in job.fit_options.items() if k in names}
+    return refine(g, job.target, job.refine_steps, schedule=job.fit_options["schedule"], **options)
 
 
 def _polished(job: _Job, g: Gaussians, bits: Bits) -> tuple[Gaussians, QuantizedGaussians]:
@@ -156,6 +165,8 @@ def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
     data, gq, levels, kept = got
+    if job.refine_steps:  # re-fit the kept Gaussians (the holes pruning left) at full size
+        kept = _refined(job, kept)
     if job.polish_steps:
         gp, grid = _polished(job, kept, bits)
         got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k)
@@ -213,7 +224,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              bits: Bits | str | int | None = None, top_k: int | None = DEFAULT_TOP_K, lod_training: bool = False,
              qat: float | None = None, polish_steps: int = POLISH_STEPS,
              schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
-             one_fit: bool = False,
+             one_fit: bool = False, refine_steps: int = 0,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, **fit_options) -> Encoded:
     """Fit and encode an image as an .igs file.
@@ -236,6 +247,9 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and
             derive both files from that fit by pruning each to the budget; keep the one that
             decodes closer. False (default): one fit per candidate. Needs ``qat=None``.
+        refine_steps: after pruning a fit to the rate, fit every attribute of the kept
+            Gaussians for this many more full-size steps (:func:`imagegs.fitting.refine`) before
+            the colour polish; 0 (default): none.
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
     """
@@ -251,10 +265,12 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     c, h, w = target.shape
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
-    if not isinstance(polish_steps, (int, np.integer)) or isinstance(polish_steps, bool) or polish_steps < 0:
-        raise ValueError(f"polish_steps must be a non-negative integer, got {polish_steps!r}")
+    for name, v in (("polish_steps", polish_steps), ("refine_steps", refine_steps)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     k = check_top_k(top_k)
-    job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), top_k=k, metadata=metadata,
+    job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
+               metadata=metadata,
                fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
                                 progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,

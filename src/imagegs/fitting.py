@@ -30,7 +30,7 @@ from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .renderer import BACKENDS, prefilter, project, rasterize
 
-__all__ = ["FitConfig", "FitState", "fit", "SCHEDULES", "FitDivergedError"]
+__all__ = ["FitConfig", "FitState", "fit", "refine", "SCHEDULES", "FitDivergedError"]
 
 # Std (native pixels, times the downscaling factor) of the pixel filter a coarse-to-fine step
 # widens each Gaussian by: sqrt(1/12), a box the size of a native pixel, so that the rendering
@@ -176,21 +176,25 @@ class FitState:
 
     def __init__(self, target: torch.Tensor, cfg: FitConfig, num: int | None = None, *,
                  weight_map: np.ndarray | None = None, rng: np.random.Generator | None = None,
-                 quant_from: int = 0):
+                 quant_from: int = 0, start: Gaussians | None = None):
         """Initialise ``num`` Gaussians (default ``cfg.num_gaussians``) on ``target`` (C, H, W):
         content-adaptive positions (``weight_map`` or the image gradient), ``cfg.init_scale``,
         rotation 0, the colour of the pixel underneath. ``rng`` (default: seeded by ``cfg.seed``)
         draws the positions; the render is quantisation-aware after step ``quant_from`` when
-        ``cfg.quant_bits`` is set."""
+        ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments)."""
         c, h, w = target.shape
         cfg.validate(h, w)
-        n0 = cfg.num_gaussians if num is None else num
+        n0 = cfg.num_gaussians if start is None else start.num
+        n0 = n0 if num is None else num
         self.cfg, self.target, self.height, self.width = cfg, target, h, w
         self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.quant_from, self.steps = quant_from, 0
         self.flat_target = target.permute(1, 2, 0).reshape(-1, c)
-        xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=self.rng)
-        params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
+        if start is not None:
+            params = [t.detach().clone() for t in (start.xy, 1.0 / start.scale, start.rot, start.color)]
+        else:
+            xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=self.rng)
+            params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
         self.opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
         self.factor = 1
         self.view, self.loss_fn = target, ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
@@ -354,6 +358,27 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
         bar.close()
     return state.gaussians(dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),
                                 levels=levels))
+
+
+def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: FitConfig | None = None,
+           **options) -> Gaussians:
+    """``g`` after ``steps`` more full-size steps on ``image`` at the schedule's learning rates after
+    its decays (``lr_decay`` ** len(decay_steps), at least one), with fresh Adam moments: what a
+    fit's last steps do, for a model that changed after its fit (the codec prunes Gaussians to meet
+    a rate; the rest then re-fit the holes, instead of the colours alone). Keeps ``g``'s fit_info,
+    names and order."""
+    cfg = _make_config(config, schedule, dict(options, num_gaussians=max(g.num, 1)))
+    target = as_image(image)
+    decay = cfg.lr_decay ** max(1, len(cfg.decay_steps))
+    cfg = replace(cfg, lr_xy=cfg.lr_xy / decay, lr_scale=cfg.lr_scale / decay, lr_rot=cfg.lr_rot / decay,
+                  lr_color=cfg.lr_color / decay, quant_bits=None, coarse=())
+    if g.num == 0 or steps <= 0:
+        return g
+    state = FitState(target, cfg, start=g)
+    for _ in range(steps):
+        state.step()
+    out = state.gaussians()
+    return replace(g, xy=out.xy, scale=out.scale, rot=out.rot, color=out.color)
 
 
 def _addition_maps(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
