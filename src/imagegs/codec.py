@@ -158,24 +158,12 @@ def _at_count(job: _Job, n: int, bits: Bits) -> Encoded:
 
 
 def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int) -> Encoded:
-    """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, refined and colours
-    polished, pruned again if that grew the file (it changes the codes, hence the size)."""
-    return _finished(job, g, _pruned(job, g, bits, budget), bits, budget, attempt)
-
-
-def _pruned(job: _Job, g: Gaussians, bits: Bits, budget: float) -> tuple[bytes, Gaussians, list[int], Gaussians]:
-    """:func:`~imagegs.ratecontrol.fit_budget` of the fit ``g`` at ``bits``; an error if nothing fits."""
+    """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, colours polished, pruned
+    again if polishing grew the file (it changes the colour codes, hence the size)."""
+    n_fit = g.num
     got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
-    return got
-
-
-def _finished(job: _Job, g: Gaussians, got: tuple[bytes, Gaussians, list[int], Gaussians], bits: Bits,
-              budget: float, attempt: int) -> Encoded:
-    """The file from the fit ``g`` pruned to the budget (``got``, :func:`_pruned`): the kept
-    Gaussians refined (``refine_steps``) and their colours polished, pruned again if that grew it."""
-    n_fit = g.num
     data, gq, levels, kept = got
     if job.refine_steps:  # re-fit the kept Gaussians (the holes pruning left) at full size
         kept = _refined(job, kept)
@@ -198,15 +186,8 @@ def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits
     for attempt in range(1, max_fits + 1):
         n_fit = min(max(n_plan, 1), job.pixels)
         g = _fit_named(job, n_fit, depths[0])
-        if len(depths) > 1 and job.refine_steps:  # choose the depth before the refine, which costs
-            pruned = [_pruned(job, g, bits, budget) for bits in depths]
-            errors = [decoded_mse(p[1], job.target, job.top_k) for p in pruned]
-            i = int(np.argmin(errors))
-            enc = _finished(job, g, pruned[i], depths[i], budget, attempt)
-            enc.fit_info.update(bits_tried=[str(b) for b in depths], mse_tried=[round(x, 8) for x in errors])
-        else:
-            encs = [_to_budget(job, g, bits, budget, attempt) for bits in depths]
-            enc = encs[0] if len(encs) == 1 else _closest(job, encs)
+        encs = [_to_budget(job, g, bits, budget, attempt) for bits in depths]
+        enc = encs[0] if len(encs) == 1 else _closest(job, encs)
         if best is None or len(enc.data) > len(best.data):
             best = enc
         if len(enc.data) >= (1 - RATE_TOLERANCE) * budget or n_fit >= job.pixels:
