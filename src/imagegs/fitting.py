@@ -184,8 +184,7 @@ class FitState:
         ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments)."""
         c, h, w = target.shape
         cfg.validate(h, w)
-        n0 = cfg.num_gaussians if start is None else start.num
-        n0 = n0 if num is None else num
+        n0 = start.num if start is not None else cfg.num_gaussians if num is None else num
         self.cfg, self.target, self.height, self.width = cfg, target, h, w
         self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.quant_from, self.steps = quant_from, 0
