@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict] = {
     # full-size steps run on the kept Gaussians (refine, at the decayed learning rates)
     "c2f-mid": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                     refine_steps=400),
+    "c2f-mid-half": dict(schedule="fast", coarse=((2, 1600),), max_steps=1600, decay_steps=(), refine_steps=400),
     "c2f-mid-onefit": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                            refine_steps=400, one_fit=True),
 }
