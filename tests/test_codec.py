@@ -104,6 +104,36 @@ def test_a_cycle_encodes_both_depths_and_keeps_the_closer_file(monkeypatch, coff
     assert abs(mse - min(errs)) < 0.25 * min(errs) + 1e-4  # the returned file is the measured one
 
 
+def test_one_fit_derives_both_depths_from_one_fit(monkeypatch, coffee):
+    """one_fit: where the depths cycle, one fit (for the larger count) is pruned to the budget at
+    each depth, and the closer file kept; QAT cannot share a float fit."""
+    h, w = coffee.shape[:2]
+    pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
+    monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
+    fitted = []
+    real_fit = codec.fit
+    monkeypatch.setattr(codec, "fit", lambda *a, **k: fitted.append(k["num_gaussians"]) or real_fit(*a, **k))
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60, one_fit=True)
+    assert fitted[0] == 300 and enc.fits == len(fitted)
+    assert enc.fit_info["bits_tried"] == [str(b) for b, _ in pair]
+    assert enc.bits == pair[int(np.argmin(enc.fit_info["mse_tried"]))][0]
+    assert (1 - ratecontrol.RATE_TOLERANCE) * 3.0 * h * w / 8 <= len(enc.data) <= 3.0 * h * w / 8
+    with pytest.raises(ValueError, match="one_fit.*qat"):
+        codec.compress(coffee, bpp=3.0, max_steps=60, one_fit=True, qat=0.0)
+
+
+def test_refine_steps_refit_the_pruned_model(coffee):
+    """refine_steps: the kept Gaussians get more full-size steps before the polish; the file
+    still lands within the rate, and a bad count is one clear error."""
+    h, w = coffee.shape[:2]
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60, refine_steps=30)
+    assert (1 - ratecontrol.RATE_TOLERANCE) * 3.0 * h * w / 8 <= len(enc.data) <= 3.0 * h * w / 8
+    plain = codec.compress(coffee, bpp=3.0, max_steps=60)
+    assert _psnr(codec.decode(enc.data), coffee) > _psnr(codec.decode(plain.data), coffee)
+    with pytest.raises(ValueError, match="refine_steps"):
+        codec.compress(coffee, bpp=3.0, refine_steps=-1)
+
+
 def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
     """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
     autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""

@@ -45,6 +45,42 @@ def test_fit_state_adds_gaussians_with_fresh_moments(astronaut_small):
     assert torch.isfinite(state.gaussians().scale).all()
 
 
+def test_coarse_to_fine_fits_low_resolution_first(astronaut_small):
+    """coarse=((4, a), (2, b)): steps up to a render at 1/4 size against the area-downscaled
+    target, up to b at 1/2, then full size; the Gaussians stay in native units, and the coarse
+    start helps (the full-size PSNR after the coarse steps is above that of the initial model)."""
+    img = astronaut_small[:, :64, :64]
+    hist: list = []
+    g = fit(img, num_gaussians=200, max_steps=60, add_steps=(10, 30), coarse=((4, 20), (2, 40)),
+            eval_every=10, history=hist)
+    assert [r["factor"] for r in hist] == [4, 4, 2, 2, 1, 1]
+    assert g.height == 64 and g.width == 64 and g.num == 200 and g.fit_info["levels"] == [100, 50, 50]
+    state = FitState(img, FitConfig(num_gaussians=200))
+    state.set_factor(4)
+    assert state.render().shape == (3, 16, 16)
+    assert torch.allclose(state.view, torch.nn.functional.avg_pool2d(img[None], 4)[0])
+    coarse_only = fit(img, num_gaussians=200, max_steps=40, add_steps=(10, 30), coarse=((4, 20), (2, 40)))
+    before = psnr(render(FitState(img, FitConfig(num_gaussians=200)).gaussians()).clamp(0, 1), img)
+    assert psnr(render(coarse_only).clamp(0, 1), img) > before + 1.0
+    for bad in (((2, 10), (4, 20)), ((4, 20), (2, 10)), ((1, 10),), ((4,),)):
+        with pytest.raises(ValueError, match="coarse"):
+            fit(img, num_gaussians=20, coarse=bad)
+
+
+def test_refine_continues_a_pruned_model(astronaut_small):
+    """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
+    learning rates; the count, order, names and fit_info stay, and the fit improves."""
+    from imagegs.fitting import refine
+
+    img = astronaut_small[:, :48, :48]
+    g = fit(img, num_gaussians=120, max_steps=80, add_steps=(20,))[40:]
+    before = psnr(render(g).clamp(0, 1), img)
+    r = refine(g, img, 60, top_k=8)
+    assert r.num == g.num and r.fit_info == g.fit_info and r.height == 48
+    assert psnr(render(r).clamp(0, 1), img) > before + 0.5
+    assert refine(g, img, 0) is g
+
+
 def test_fit_is_deterministic(astronaut_small):
     a = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
     b = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))

@@ -14,6 +14,7 @@ quantisation (and pruning) the colours are re-fitted on the quantised geometry
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -25,7 +26,7 @@ import torch
 
 from . import igsfile
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
-from .fitting import fit
+from .fitting import FitConfig, fit, refine
 from .gaussians import Gaussians
 from .init import as_image
 from .io import Image, atomic_write, read_source
@@ -110,6 +111,7 @@ class _Job:
     names: dict  # channel_names and groups, given to every model
     qat: float | None
     polish_steps: int
+    refine_steps: int
     top_k: int | None
     metadata: dict | None
 
@@ -133,6 +135,13 @@ def _fit_named(job: _Job, n: int, bits: Bits) -> Gaussians:
     return replace(g, **job.names, fit_info=dict(g.fit_info, polish_steps=job.polish_steps))
 
 
+def _refined(job: _Job, g: Gaussians) -> Gaussians:
+    """:func:`imagegs.fitting.refine` of ``g`` for the job's ``refine_steps``, with its fit settings."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    options = {k: v for k, v in job.fit_options.items() if k in names}
+    return refine(g, job.target, job.refine_steps, schedule=job.fit_options["schedule"], **options)
+
+
 def _polished(job: _Job, g: Gaussians, bits: Bits) -> tuple[Gaussians, QuantizedGaussians]:
     """:func:`polish_colors` with the job's settings; the names kept."""
     gp, grid = polish_colors(g, job.target, bits, steps=job.polish_steps, top_k=job.top_k)
@@ -148,14 +157,16 @@ def _at_count(job: _Job, n: int, bits: Bits) -> Encoded:
     return job.encoded(data, gq, bits, levels, 1, g.fit_info)
 
 
-def _fit_to_budget(job: _Job, bits: Bits, n_fit: int, budget: float, attempt: int) -> Encoded:
-    """Fit ``n_fit`` Gaussians, prune the file to ``budget`` bytes, polish the colours and prune
+def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int) -> Encoded:
+    """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, colours polished, pruned
     again if polishing grew the file (it changes the colour codes, hence the size)."""
-    g = _fit_named(job, n_fit, bits)
+    n_fit = g.num
     got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
     data, gq, levels, kept = got
+    if job.refine_steps:  # re-fit the kept Gaussians (the holes pruning left) at full size
+        kept = _refined(job, kept)
     if job.polish_steps:
         gp, grid = _polished(job, kept, bits)
         got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k)
@@ -164,21 +175,25 @@ def _fit_to_budget(job: _Job, bits: Bits, n_fit: int, budget: float, attempt: in
     return job.encoded(data, gq, bits, levels, attempt, dict(g.fit_info, fitted=n_fit, pruned=n_fit - gq.num))
 
 
-def _at_rate(job: _Job, bits: Bits, n_plan: int, budget: float, max_fits: int) -> Encoded:
-    """The largest file within ``budget`` from up to ``max_fits`` fits with these bit depths: after
-    an undershoot of more than RATE_TOLERANCE the count is corrected by the measured bytes per
+def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits: int) -> Encoded:
+    """The largest file within ``budget`` from up to ``max_fits`` fits: each fit (of ``n_plan``
+    Gaussians, quantisation-aware on ``depths[0]`` if the job asks) is pruned to the budget at
+    every depth of ``depths`` and the file that decodes closest kept (:func:`_closest`); after an
+    undershoot of more than RATE_TOLERANCE the count is corrected by the measured bytes per
     Gaussian and the fit repeated."""
     best: Encoded | None = None
     channels = job.target.shape[0]
     for attempt in range(1, max_fits + 1):
         n_fit = min(max(n_plan, 1), job.pixels)
-        enc = _fit_to_budget(job, bits, n_fit, budget, attempt)
+        g = _fit_named(job, n_fit, depths[0])
+        encs = [_to_budget(job, g, bits, budget, attempt) for bits in depths]
+        enc = encs[0] if len(encs) == 1 else _closest(job, encs)
         if best is None or len(enc.data) > len(best.data):
             best = enc
         if len(enc.data) >= (1 - RATE_TOLERANCE) * budget or n_fit >= job.pixels:
             break
-        per = (len(enc.data) - predicted_bytes(0, bits, channels)) / max(enc.num, 1)
-        n_plan = int((budget * OVERSHOOT - predicted_bytes(0, bits, channels)) / per)
+        per = (len(enc.data) - predicted_bytes(0, enc.bits, channels)) / max(enc.num, 1)
+        n_plan = int((budget * OVERSHOOT - predicted_bytes(0, enc.bits, channels)) / per)
     assert best is not None
     best.fits = attempt
     return best
@@ -188,7 +203,7 @@ def _closest(job: _Job, encs: list[Encoded]) -> Encoded:
     """Of files at the same rate with different bit depths, the one that decodes closest."""
     errors = [decoded_mse(e.gaussians, job.target, job.top_k) for e in encs]
     best = encs[int(np.argmin(errors))]
-    best.fits = sum(e.fits for e in encs)
+    best.fits = sum(e.fits for e in encs)  # separate fits (one fit's files: _at_rate counts)
     best.fit_info = dict(best.fit_info, bits_tried=[str(e.bits) for e in encs],
                          mse_tried=[round(x, 8) for x in errors])
     return best
@@ -209,6 +224,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              bits: Bits | str | int | None = None, top_k: int | None = DEFAULT_TOP_K, lod_training: bool = False,
              qat: float | None = None, polish_steps: int = POLISH_STEPS,
              schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
+             one_fit: bool = False, refine_steps: int = 0,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, **fit_options) -> Encoded:
     """Fit and encode an image as an .igs file.
@@ -227,6 +243,13 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         polish_steps: steps of :func:`polish_colors` after quantisation (0: none).
         top_k, lod_training, schedule, seed, **fit_options: passed to :func:`imagegs.fit`.
         max_fits: fits allowed to meet the rate (the second corrects the count from the first's size).
+        one_fit: where the default bit depths cycle between two candidates (every 1024-px image at
+            0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and
+            derive both files from that fit by pruning each to the budget; keep the one that
+            decodes closer. False (default): one fit per candidate. Needs ``qat=None``.
+        refine_steps: after pruning a fit to the rate, fit every attribute of the kept
+            Gaussians for this many more full-size steps (:func:`imagegs.fitting.refine`) before
+            the colour polish; 0 (default): none.
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
     """
@@ -242,10 +265,12 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     c, h, w = target.shape
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
-    if not isinstance(polish_steps, (int, np.integer)) or isinstance(polish_steps, bool) or polish_steps < 0:
-        raise ValueError(f"polish_steps must be a non-negative integer, got {polish_steps!r}")
+    for name, v in (("polish_steps", polish_steps), ("refine_steps", refine_steps)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     k = check_top_k(top_k)
-    job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), top_k=k, metadata=metadata,
+    job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
+               metadata=metadata,
                fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
                                 progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,
@@ -265,7 +290,12 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     if max(n for _, n in candidates) < MIN_GAUSSIANS:
         raise RateControlError(f"{bpp} bpp is {budget:.0f} bytes for this {w}x{h} image: too few for "
                                f"the header and a useful number of Gaussians; ask for more")
-    encs = [_at_rate(job, b, n, budget, max_fits) for b, n in candidates if n >= MIN_GAUSSIANS]
+    candidates = [(b, n) for b, n in candidates if n >= MIN_GAUSSIANS]
+    if one_fit and len(candidates) > 1:
+        if qat is not None:
+            raise ValueError("one_fit shares one float fit between bit depths: it needs qat=None")
+        return _at_rate(job, [b for b, _ in candidates], max(n for _, n in candidates), budget, max_fits)
+    encs = [_at_rate(job, [b], n, budget, max_fits) for b, n in candidates]
     return encs[0] if len(encs) == 1 else _closest(job, encs)
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import _jit, metrics
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
@@ -27,9 +28,14 @@ from .init import sample_without_replacement
 from .loss import ImageLoss
 from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
-from .renderer import BACKENDS, project, rasterize
+from .renderer import BACKENDS, prefilter, project, rasterize
 
-__all__ = ["FitConfig", "FitState", "fit", "SCHEDULES", "FitDivergedError"]
+__all__ = ["FitConfig", "FitState", "fit", "refine", "SCHEDULES", "FitDivergedError"]
+
+# Std (native pixels, times the downscaling factor) of the pixel filter a coarse-to-fine step
+# widens each Gaussian by: sqrt(1/12), a box the size of a native pixel, so that the rendering
+# approximates the area-downscaled target it is compared with.
+COARSE_FILTER_SIGMA = 0.29
 
 
 class FitDivergedError(ValueError):
@@ -74,6 +80,12 @@ class FitConfig:
     # -0.83 dB; every 2nd step, 33.9 dB and -1.27 dB.
     lod_training: bool = False
     lod_every: int = 4
+    # Coarse-to-fine: (factor, last step) pairs, factors decreasing and last steps increasing. Up to
+    # ``last`` the fit renders at 1/factor of the native size (the same Gaussians: positions and
+    # scales are resolution independent) against the area-downscaled target, and error-guided
+    # additions sample the low-resolution error map; a step there costs ~1/factor^2 of a full one.
+    # After the last pair it fits at full size. () = always full size.
+    coarse: tuple[tuple[int, int], ...] = ()
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -102,6 +114,16 @@ class FitConfig:
             Bits(*self.quant_bits)  # validates
         need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
         need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
+        need(all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and v >= 1 for v in p)
+                 for p in self.coarse)
+             and all(a[0] > b[0] > 1 and a[1] < b[1] for a, b in zip(self.coarse, self.coarse[1:]))
+             and all(f > 1 for f, _ in self.coarse),
+             f"coarse must be (factor, last step) pairs of integers, factors > 1 decreasing and last "
+             f"steps increasing, got {self.coarse}")
+
+    def factor_at(self, step: int) -> int:
+        """The downscaling factor of step ``step`` (1-based) under :attr:`coarse` (1 = full size)."""
+        return next((f for f, last in self.coarse if step <= last), 1)
 
 
 # Named schedules. "official" is the authors' long schedule (10k steps max, plateau-driven, ~7.5k
@@ -134,6 +156,8 @@ def _make_config(config: FitConfig | None, schedule: str, overrides: dict) -> Fi
     for key in ("add_steps", "decay_steps"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
+    if "coarse" in overrides:
+        overrides["coarse"] = tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in overrides["coarse"])
     if "top_k" in overrides:  # a plain int or None (0 means None), whatever integer type was given
         overrides["top_k"] = check_top_k(overrides["top_k"])
     if overrides.get("quant_bits") is not None:
@@ -152,23 +176,39 @@ class FitState:
 
     def __init__(self, target: torch.Tensor, cfg: FitConfig, num: int | None = None, *,
                  weight_map: np.ndarray | None = None, rng: np.random.Generator | None = None,
-                 quant_from: int = 0):
+                 quant_from: int = 0, start: Gaussians | None = None):
         """Initialise ``num`` Gaussians (default ``cfg.num_gaussians``) on ``target`` (C, H, W):
         content-adaptive positions (``weight_map`` or the image gradient), ``cfg.init_scale``,
         rotation 0, the colour of the pixel underneath. ``rng`` (default: seeded by ``cfg.seed``)
         draws the positions; the render is quantisation-aware after step ``quant_from`` when
-        ``cfg.quant_bits`` is set."""
+        ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments)."""
         c, h, w = target.shape
         cfg.validate(h, w)
-        n0 = cfg.num_gaussians if num is None else num
+        n0 = start.num if start is not None else cfg.num_gaussians if num is None else num
         self.cfg, self.target, self.height, self.width = cfg, target, h, w
         self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.quant_from, self.steps = quant_from, 0
         self.flat_target = target.permute(1, 2, 0).reshape(-1, c)
-        xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=self.rng)
-        params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
+        if start is not None:
+            params = [t.detach().clone() for t in (start.xy, 1.0 / start.scale, start.rot, start.color)]
+        else:
+            xy = init_positions(target, n0, random_ratio=cfg.init_random_ratio, weight_map=weight_map, rng=self.rng)
+            params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
         self.opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
-        self.loss_fn = ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+        self.factor = 1
+        self.view, self.loss_fn = target, ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+
+    def set_factor(self, factor: int) -> None:
+        """Fit at 1/``factor`` of the native size from now on: ``view`` becomes the target
+        area-downscaled to round(H / factor) x round(W / factor) (at least 1 px) and the loss
+        compares the rendering at that size with it; 1 = the native target."""
+        if factor == self.factor:
+            return
+        h, w = self.height, self.width
+        size = (max(1, round(h / factor)), max(1, round(w / factor)))
+        view = self.target if factor == 1 else F.interpolate(self.target[None], size=size, mode="area")[0]
+        self.factor, self.view = factor, view
+        self.loss_fn = ImageLoss(view, l1_weight=self.cfg.l1_weight, ssim_weight=self.cfg.ssim_weight)
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -183,14 +223,20 @@ class FitState:
         return torch.full((n, 2), 1.0 / self.cfg.init_scale)
 
     def render(self, n: int | None = None) -> torch.Tensor:
-        """The current model's (first ``n`` Gaussians') rendering, (C, H, W), with autograd."""
-        cfg, h, w = self.cfg, self.height, self.width
+        """The current model's (first ``n`` Gaussians') rendering at the size of ``view`` (the
+        native size unless :meth:`set_factor` chose a coarser one), (C, h, w), with autograd."""
+        cfg, (oh, ow) = self.cfg, self.view.shape[1:]
         xy, inv_s, rot, col = (t[:n] for t in self.opt.params)
         if cfg.quant_bits is not None and self.steps > self.quant_from:
             xy, inv_s, rot, col = _fake_quantize_params(xy, inv_s, rot, col, Bits(*cfg.quant_bits))
-        means, conics, radii = project(xy, inv_s, rot, height=h, width=w, native_height=h, native_width=w,
-                                       inverse_scale=True)
-        return rasterize(means, conics, col, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
+        if self.factor == 1:
+            means, conics, radii = project(xy, inv_s, rot, height=oh, width=ow, native_height=self.height,
+                                           native_width=self.width, inverse_scale=True)
+        else:  # widened by the pixel filter of the coarse pixels (amplitudes left at 1: see above)
+            means, conics, radii, _ = prefilter(xy, 1.0 / inv_s.abs(), rot, height=oh, width=ow,
+                                                native_height=self.height, native_width=self.width,
+                                                sigma=COARSE_FILTER_SIGMA)
+        return rasterize(means, conics, col, radii, oh, ow, top_k=cfg.top_k, backend=cfg.backend)
 
     def step(self, prefix: int | None = None) -> torch.Tensor:
         """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all);
@@ -246,9 +292,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
 
     state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps))
     rng = state.rng
-    grid = pixel_centres(h, w)
-    blur_k = error_blur_kernel(h, w)
-    blurred_target = gaussian_blur(target, blur_k) if blur_k else target
+    grid, blurred_target = _addition_maps(target)
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
 
     best_psnr = best_ssim = -math.inf
@@ -259,6 +303,11 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     step = 0
     try:
         for step in range(1, max_steps + 1):
+            if cfg.factor_at(step) != state.factor:  # coarse-to-fine: a new scale, a new plateau
+                state.set_factor(cfg.factor_at(step))
+                grid, blurred_target = _addition_maps(state.view)
+                best_psnr = best_ssim = -math.inf
+                stale = 0
             prefix = None
             if cfg.lod_training and len(levels) > 1 and (step - 1) % cfg.lod_every == 0:
                 prefix = sum(levels[:int(rng.integers(1, len(levels)))])
@@ -275,7 +324,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             if evaluate:
                 with torch.no_grad():
                     shown = cur.clamp(0, 1)
-                    p_now = metrics.psnr(shown, target)
+                    p_now = metrics.psnr(shown, state.view)
                     s_now = float(state.loss_fn.ssim(shown))
                 if not math.isfinite(loss.item()) or not all(torch.isfinite(p).all() for p in state.params):
                     raise FitDivergedError(f"the fit diverged at step {step} (non-finite values); "
@@ -283,7 +332,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                 n_now = state.num
                 if history is not None:
                     history.append(dict(step=step, seconds=time.perf_counter() - t_start, psnr=p_now,
-                                        ssim=s_now, gaussians=n_now, loss=float(loss)))
+                                        ssim=s_now, gaussians=n_now, loss=float(loss), factor=state.factor))
                 bar.set_postfix(N=n_now, psnr=f"{p_now:.2f}", refresh=False)
                 if all_added:  # the official plateau rule
                     if p_now <= best_psnr + cfg.plateau_psnr or s_now <= best_ssim + cfg.plateau_ssim:
@@ -299,16 +348,47 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             if adding:
                 k = per_add[adds.index(step)]
                 with torch.no_grad():
-                    diff = blurred_target - cur  # (C, H, W)
+                    diff = blurred_target - cur  # (C, h, w) at the current scale
                     err = diff.abs().mean(0).reshape(-1).double() ** 2
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
-                    new_col = diff.permute(1, 2, 0).reshape(-1, c)[idx] if cfg.add_color == "residual" else state.flat_target[idx]
+                    source = diff if cfg.add_color == "residual" else state.view
+                    new_col = source.permute(1, 2, 0).reshape(-1, c)[idx]
                     state.add(grid[idx], new_col)
                     levels.append(len(idx))
     finally:
         bar.close()
     return state.gaussians(dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),
                                 levels=levels))
+
+
+def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: FitConfig | None = None,
+           **options) -> Gaussians:
+    """``g`` after ``steps`` more full-size steps on ``image`` at the schedule's learning rates after
+    its decays (``lr_decay`` ** len(decay_steps), at least one), with fresh Adam moments: what a
+    fit's last steps do, for a model that changed after its fit (the codec prunes Gaussians to meet
+    a rate; the rest then re-fit the holes, instead of the colours alone). Keeps ``g``'s fit_info,
+    names and order."""
+    cfg = _make_config(config, schedule, dict(options, num_gaussians=max(g.num, 1)))
+    target = as_image(image)
+    decay = cfg.lr_decay ** max(1, len(cfg.decay_steps))
+    cfg = replace(cfg, lr_xy=cfg.lr_xy / decay, lr_scale=cfg.lr_scale / decay, lr_rot=cfg.lr_rot / decay,
+                  lr_color=cfg.lr_color / decay, quant_bits=None, coarse=())
+    if g.num == 0 or steps <= 0:
+        return g
+    state = FitState(target, cfg, start=g)
+    for _ in range(steps):
+        state.step()
+    out = state.gaussians()
+    return replace(g, xy=out.xy, scale=out.scale, rot=out.rot, color=out.color)
+
+
+def _addition_maps(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where error-guided additions sample, for a (C, h, w) target ``view``: its pixel centres
+    ([0, 1]^2 units, so the same positions at any scale) and the target blurred as the official
+    code blurs it before taking the error."""
+    h, w = view.shape[1:]
+    blur_k = error_blur_kernel(h, w)
+    return pixel_centres(h, w), (gaussian_blur(view, blur_k) if blur_k else view)
 
 
 def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tensor, col: torch.Tensor,
