@@ -13,6 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
+import imagegs
+
 from imagegs import codec
 
 H, W = 40, 56  # not multiples of the 16-pixel tile: the edge tiles are partial
@@ -372,7 +374,11 @@ def test_view_command_errors_name_the_file(tmp_path, files, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     assert main(["view", str(text), "--no-browser"]) == 2
-    assert capsys.readouterr().err.strip() == f"imagegs: error: {text}: not an .igs file (wrong magic number)"
+    assert capsys.readouterr().err.strip() == f"imagegs: error: {text}: not an .igs file"
+    model = imagegs.save_model(imagegs.decode_gaussians(files["rgb"]), tmp_path / "m.gsm")
+    assert main(["view", str(model), "--no-browser"]) == 2
+    assert "m.gsm: not an .igs file; it is a model file (.gsm): make an .igs with 'imagegs encode'" in \
+        capsys.readouterr().err
     assert main(["view", str(files["rgb"]), "--original", str(text), "--export", str(tmp_path / "p.html")]) == 2
     assert "notes.txt: not an image" in capsys.readouterr().err
     assert not (tmp_path / "p.html").exists()

@@ -80,7 +80,11 @@ def read_igs(path: str | Path) -> Item:
     path = Path(path)
     data = _read_limited(path, "an .igs file")
     if not data.startswith(MAGIC):
-        raise ViewerError(f"{path}: not an .igs file (wrong magic number)")
+        from ..container import MAGIC as MODEL_MAGIC
+
+        hint = ("; it is a model file (.gsm): make an .igs with 'imagegs encode'"
+                if data.startswith(MODEL_MAGIC) else "")
+        raise ViewerError(f"{path}: not an .igs file{hint}")
     return Item(path.name, data)
 
 
