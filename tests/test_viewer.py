@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import imagegs
-
 from imagegs import codec
 
 H, W = 40, 56  # not multiples of the 16-pixel tile: the edge tiles are partial
