@@ -505,10 +505,7 @@ def read_sample(name: str, *, alpha: str = "keep") -> Image:
     from skimage import data
 
     arr = np.asarray(getattr(data, name)())
-    if arr.dtype.kind in "ui":
-        pixels = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    else:
-        pixels = arr.astype(np.float32)
+    pixels = _unit(arr, np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else arr.astype(np.float32)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     depth = 16 if arr.dtype.kind == "f" or arr.dtype.itemsize > 1 else 8
     dec = _apply_alpha(_Decoded(pixels, _LETTERS_BY_CHANNELS[pixels.shape[2]], depth), alpha)

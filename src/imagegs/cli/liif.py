@@ -19,8 +19,6 @@ from ._common import (CLIError, add_alpha, add_bit_depth, add_quiet, add_size_op
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     """``imagegs upscale``: resize an image with LIIF, Image-GS, bicubic or Lanczos."""
-    import torch
-
     from ..upscaling import default_gaussians, upscale
 
     out = check_output(args.output, "the upscaled image", image=True, bit_depth=args.bit_depth)
@@ -45,9 +43,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                            f"pixels of the input, got {num}")
         options["num_gaussians"] = num
     t0 = time.perf_counter()
-    with torch.inference_mode(args.method != "gaussians"):
-        pixels = upscale(image.pixels, h, w, method=args.method, batch=args.batch,
-                         progress=not args.quiet, **options)
+    pixels = upscale(image.pixels, h, w, method=args.method, batch=args.batch, progress=not args.quiet,
+                     **options)  # LIIF runs in inference mode inside; a Gaussian fit needs gradients
     seconds = time.perf_counter() - t0
     depths = [args.bit_depth] if args.bit_depth else list(image.bit_depths)
     for p in write_images(pixels, out, groups=image.groups, bit_depths=depths):
