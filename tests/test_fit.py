@@ -219,3 +219,22 @@ def test_quality_schedule_is_fast_run_twice_as_long():
     img = np.random.default_rng(0).random((16, 16, 3))
     g = fit(img, num_gaussians=8, schedule="quality")
     assert g.fit_info["config"]["max_steps"] == 2400 and tuple(g.fit_info["config"]["decay_steps"]) == (1900,)
+
+
+def test_pixel_weights_favour_the_weighted_region(astronaut_small):
+    """Weight 9 on the left half, 1 on the right: the left half fits better than unweighted, the
+    right half worse; also through coarse-to-fine (the weights are downscaled with the target)."""
+    img = astronaut_small
+    pw = torch.ones(64, 64)
+    pw[:, :32] = 9.0
+    options = dict(num_gaussians=120, max_steps=150, add_steps=(30, 60), coarse=((2, 40),), seed=1)
+    plain, weighted = fit(img, **options), fit(img, pixel_weights=pw, **options)
+
+    def half_psnr(g, sl):
+        return psnr(render(g).clamp(0, 1)[:, :, sl], img[:, :, sl])
+
+    left, right = slice(0, 32), slice(32, 64)
+    assert half_psnr(weighted, left) > half_psnr(plain, left) + 0.5
+    assert half_psnr(weighted, right) < half_psnr(plain, right)
+    with pytest.raises(ValueError, match="do not fit"):
+        fit(img, num_gaussians=10, max_steps=2, pixel_weights=torch.ones(5, 5))

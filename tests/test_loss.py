@@ -131,3 +131,47 @@ def test_nan_propagates():
     x[0, 3, 4] = float("nan")
     loss, grad = _loss_and_grad(ImageLoss(y), x)
     assert torch.isnan(loss) and torch.isnan(grad).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("wshape", [(3, 23, 31), (23, 31), (3, 1, 1), (1, 23, 31)])
+def test_pixel_weights_match_reference(wshape, dtype):
+    """Weighted loss and gradient (per pixel, per channel, or both) equal the torch twin's."""
+    x, y = _pair((3, 23, 31), dtype, seed=5)
+    pw = torch.rand(wshape, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    fast = ImageLoss(y, pixel_weights=pw)
+    loss, grad = _loss_and_grad(fast, x)
+    ref_loss, ref_grad = _loss_and_grad(lambda r: reference_loss(r, y, pixel_weights=pw), x)
+    tol = TOL[dtype]
+    torch.testing.assert_close(loss, ref_loss, **tol)
+    g_scale = ref_grad.abs().max().item()
+    torch.testing.assert_close(grad / g_scale, ref_grad / g_scale, rtol=tol["rtol"], atol=10 * tol["rtol"])
+    with torch.no_grad():
+        smap = metrics.ssim_map(x, y)[0].double()
+    w = torch.broadcast_to(pw, (3, 23, 31))
+    torch.testing.assert_close(fast.ssim(x).double(), (w * smap).sum() / w.sum(), **tol)
+
+
+def test_pixel_weights_ones_give_the_plain_loss():
+    x, y = _pair((3, 20, 17), torch.float32, seed=2)
+    plain, weighted = _loss_and_grad(ImageLoss(y), x), _loss_and_grad(ImageLoss(y, pixel_weights=torch.ones(20, 17)), x)
+    torch.testing.assert_close(plain[0], weighted[0], rtol=0, atol=0)
+    torch.testing.assert_close(plain[1], weighted[1], rtol=0, atol=0)
+
+
+def test_pixel_weights_steer_the_gradient():
+    """Zero weight on a pixel: neither term pulls it; the rest still does."""
+    x, y = _pair((1, 16, 16), torch.float64, seed=3)
+    pw = torch.ones(16, 16)
+    pw[:8] = 0.0
+    _, grad = _loss_and_grad(ImageLoss(y, pixel_weights=pw), x)
+    assert grad[0, 8 + 6:].abs().min() > 0  # rows far from the zero region (SSIM window radius 5)
+    assert grad[0, :8 - 6].abs().max() == 0
+
+
+@pytest.mark.parametrize("bad, msg", [(torch.ones(5, 5), "do not fit"), (-torch.ones(8, 8), "non-negative"),
+                                      (torch.zeros(8, 8), "all zero"),
+                                      (torch.full((8, 8), float("nan")), "finite")])
+def test_pixel_weights_bad(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        ImageLoss(torch.rand(3, 8, 8), pixel_weights=bad)

@@ -82,8 +82,8 @@ def _target_stats():
 def _loss_grad():
     from . import _ssim_kernels as k
     t, f32, f64, i32, i64, a = _types()
-    return k.loss_grad, (a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 1), f64, f64, t.boolean, a(f32, 3),
-                         a(f32, 3))
+    return k.loss_grad, (a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 1), a(f32, 3), f64, f64, t.boolean,
+                         a(f32, 3), a(f32, 3))
 
 
 KERNELS: dict[str, tuple[float, Callable]] = {

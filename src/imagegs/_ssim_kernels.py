@@ -17,7 +17,8 @@ padding ('same'), C1 = 0.01^2, C2 = 0.03^2, mean over channels and pixels. Desig
   halo) in task-local scratch, blurs them and writes the per-pixel partials d1, d2, d3 = dS/dmu_x,
   dS/dE[x^2], dS/dE[xy] (pre-scaled by -ssim_weight / M) to a shared padded buffer. Pass 2 blurs
   them (the zero-padded symmetric blur is self-adjoint):
-  grad = blur(d1) + 2 x blur(d2) + y blur(d3) + l1_weight sign(x - y) / M.
+  grad = blur(d1) + 2 x blur(d2) + y blur(d3) + l1_weight pw sign(x - y) / M, where the partials
+  carry the per-pixel weights pw (all ones unless the loss is weighted).
 fastmath excludes nnan/ninf so NaN/inf inputs propagate as in torch.
 """
 
@@ -123,13 +124,15 @@ def target_stats(y, w):
 
 
 @njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def loss_grad(x, y, mu_y, var_y, w, l1_scale, ssim_scale, need_grad, grad, part):
-    """Sums of |x - y| and of the SSIM map of (C, H, W) images, and optionally the loss gradient.
+def loss_grad(x, y, mu_y, var_y, w, pw, l1_scale, ssim_scale, need_grad, grad, part):
+    """Weighted sums of |x - y| and of the SSIM map of (C, H, W) images, and optionally the loss
+    gradient.
 
-    mu_y, var_y: from ``target_stats``; w: ``window()`` in x.dtype; part: a ``scratch`` buffer
-    (it receives the partials). With ``need_grad``, writes into ``grad`` the gradient of
-    l1_scale * sum|x - y| + ssim_scale * sum(SSIM map); ``ssim_scale == 0`` skips the SSIM work
-    (its sum is then 0). Returns (sum |x - y|, sum SSIM) in float64.
+    mu_y, var_y: from ``target_stats``; w: ``window()`` in x.dtype; pw: (C, H, W) per-pixel weights
+    in x.dtype (ones: the plain sums); part: a ``scratch`` buffer (it receives the partials). With
+    ``need_grad``, writes into ``grad`` the gradient of l1_scale * sum pw |x - y| + ssim_scale *
+    sum(pw SSIM map); ``ssim_scale == 0`` skips the SSIM work (its sum is then 0). Returns
+    (sum pw |x - y|, sum pw SSIM) in float64.
     """
     nc, h, wd = x.shape
     cst = np.empty(5, x.dtype)  # constants in x.dtype keep float32 maths in float32
@@ -145,9 +148,9 @@ def loss_grad(x, y, mu_y, var_y, w, l1_scale, ssim_scale, need_grad, grad, part)
         i1 = min(h, i0 + ROWS_PER_TASK)
         acc_abs = 0.0
         for i in range(i0, i1):
-            xr, yr = x[ch, i], y[ch, i]
+            xr, yr, pr = x[ch, i], y[ch, i], pw[ch, i]
             for j in range(wd):
-                acc_abs += abs(xr[j] - yr[j])
+                acc_abs += pr[j] * abs(xr[j] - yr[j])
         sum_abs[task] = acc_abs
         if not do_ssim:
             continue
@@ -159,7 +162,7 @@ def loss_grad(x, y, mu_y, var_y, w, l1_scale, ssim_scale, need_grad, grad, part)
         for i2 in range(i0, i1, 2):
             _blur_rows(prod, i2 - i0, w, vbuf, out)
             for i in range(i2, min(i2 + 2, i1)):
-                b, myr, vyr, d = out[i - i2], mu_y[ch, i], var_y[ch, i], part[ch, PAD + i]
+                b, myr, vyr, d, pr = out[i - i2], mu_y[ch, i], var_y[ch, i], part[ch, PAD + i], pw[ch, i]
                 for j in range(wd):
                     mx, my = b[NMAP * j], myr[j]
                     a1 = two * mx * my + c1
@@ -167,10 +170,11 @@ def loss_grad(x, y, mu_y, var_y, w, l1_scale, ssim_scale, need_grad, grad, part)
                     inv_b1 = one / (mx * mx + my * my + c1)
                     inv_b2 = one / (b[NMAP * j + 1] - mx * mx + vyr[j] + c2)
                     s = a1 * a2 * inv_b1 * inv_b2
-                    acc_ssim += s
-                    d[NMAP * j] = ss * two * (my * (a2 - a1) * inv_b1 * inv_b2 + mx * s * (inv_b2 - inv_b1))
-                    d[NMAP * j + 1] = -ss * s * inv_b2
-                    d[NMAP * j + 2] = ss * two * a1 * inv_b1 * inv_b2
+                    acc_ssim += pr[j] * s
+                    sp = ss * pr[j]
+                    d[NMAP * j] = sp * two * (my * (a2 - a1) * inv_b1 * inv_b2 + mx * s * (inv_b2 - inv_b1))
+                    d[NMAP * j + 1] = -sp * s * inv_b2
+                    d[NMAP * j + 2] = sp * two * a1 * inv_b1 * inv_b2
         sum_ssim[task] = acc_ssim
     if need_grad:
         for task in prange(nc * nb):  # pass 2: blur the partials, chain rule back to x, plus L1
@@ -182,9 +186,9 @@ def loss_grad(x, y, mu_y, var_y, w, l1_scale, ssim_scale, need_grad, grad, part)
                 if do_ssim:
                     _blur_rows(part[ch], i2, w, vbuf, out)  # part row PAD + i is centred on row i
                 for i in range(i2, min(i2 + 2, i1)):
-                    b, xr, yr, gr = out[i - i2], x[ch, i], y[ch, i], grad[ch, i]
+                    b, xr, yr, gr, pr = out[i - i2], x[ch, i], y[ch, i], grad[ch, i], pw[ch, i]
                     for j in range(wd):
                         e = xr[j] - yr[j]
-                        sgn = l1s if e > zero else (-l1s if e < zero else zero)
+                        sgn = pr[j] * l1s if e > zero else (-pr[j] * l1s if e < zero else zero)
                         gr[j] = b[NMAP * j] + two * xr[j] * b[NMAP * j + 1] + yr[j] * b[NMAP * j + 2] + sgn
     return sum_abs.sum(), sum_ssim.sum()

@@ -27,6 +27,7 @@ import torch
 from . import igsfile
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
 from .fitting import FitConfig, fit, refine
+from .loss import normalize_pixel_weights
 from .gaussians import Gaussians
 from .init import as_image
 from .io import Image, atomic_write, read_source
@@ -75,7 +76,7 @@ def _pack(g: Gaussians, levels: list[int], *, bits: Bits, top_k: int | None, met
 
 
 def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int = POLISH_STEPS, lr: float = 2e-3,
-                  top_k: int | None = DEFAULT_TOP_K) -> tuple[Gaussians, QuantizedGaussians]:
+                  top_k: int | None = DEFAULT_TOP_K, pixel_weights=None) -> tuple[Gaussians, QuantizedGaussians]:
     """Re-fit the colours of ``g`` on its quantised geometry, for the quantised colour grid.
 
     The colours enter the rendering linearly, so with positions, scales and angles fixed at the
@@ -83,7 +84,8 @@ def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int 
     straight-through quantised on a fixed grid) absorb much of the geometry's quantisation error
     and of what pruning removed. Returns the model (geometry dequantised, colours refined) and the
     quantisation whose ranges :func:`quantize` must reuse so the file holds exactly this grid.
-    target: (C, H, W).
+    target: (C, H, W); ``pixel_weights`` (broadcastable to it, as in :func:`imagegs.fit`) weight the
+    squared error.
     """
     q = quantize(g, bits)
     gq = dequantize(q)
@@ -94,10 +96,11 @@ def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int 
     grid = torch.from_numpy(q.color_range)
     color = gq.color.clone().requires_grad_()
     opt = Adam([color], [lr])
+    pw = 1.0 if pixel_weights is None else normalize_pixel_weights(pixel_weights, tuple(target.shape)).to(target)
     for _ in range(steps):
         img = rasterize(means, conics, fake_quantize(color, bits.color, value_range=grid), radii, h, w,
                         top_k=top_k)
-        ((img - target) ** 2).mean().backward()
+        (pw * (img - target) ** 2).mean().backward()
         opt.step()
     return replace(gq, color=opt.params[0].detach().clone()), q
 
@@ -139,12 +142,14 @@ def _refined(job: _Job, g: Gaussians) -> Gaussians:
     """:func:`imagegs.fitting.refine` of ``g`` for the job's ``refine_steps``, with its fit settings."""
     names = {f.name for f in dataclasses.fields(FitConfig)}
     options = {k: v for k, v in job.fit_options.items() if k in names}
-    return refine(g, job.target, job.refine_steps, schedule=job.fit_options["schedule"], **options)
+    return refine(g, job.target, job.refine_steps, schedule=job.fit_options["schedule"],
+                  pixel_weights=job.fit_options.get("pixel_weights"), **options)
 
 
 def _polished(job: _Job, g: Gaussians, bits: Bits) -> tuple[Gaussians, QuantizedGaussians]:
     """:func:`polish_colors` with the job's settings; the names kept."""
-    gp, grid = polish_colors(g, job.target, bits, steps=job.polish_steps, top_k=job.top_k)
+    gp, grid = polish_colors(g, job.target, bits, steps=job.polish_steps, top_k=job.top_k,
+                             pixel_weights=job.fit_options.get("pixel_weights"))
     return replace(gp, **job.names), grid
 
 

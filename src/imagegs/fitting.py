@@ -25,7 +25,7 @@ from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
 from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
 from .init import sample_without_replacement
-from .loss import ImageLoss
+from .loss import ImageLoss, normalize_pixel_weights
 from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .renderer import BACKENDS, prefilter, project, rasterize
@@ -176,12 +176,13 @@ class FitState:
 
     def __init__(self, target: torch.Tensor, cfg: FitConfig, num: int | None = None, *,
                  weight_map: np.ndarray | None = None, rng: np.random.Generator | None = None,
-                 quant_from: int = 0, start: Gaussians | None = None):
+                 quant_from: int = 0, start: Gaussians | None = None, pixel_weights=None):
         """Initialise ``num`` Gaussians (default ``cfg.num_gaussians``) on ``target`` (C, H, W):
         content-adaptive positions (``weight_map`` or the image gradient), ``cfg.init_scale``,
         rotation 0, the colour of the pixel underneath. ``rng`` (default: seeded by ``cfg.seed``)
         draws the positions; the render is quantisation-aware after step ``quant_from`` when
-        ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments)."""
+        ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments).
+        ``pixel_weights``: loss weights broadcastable to (C, H, W) (see :class:`ImageLoss`)."""
         c, h, w = target.shape
         cfg.validate(h, w)
         n0 = start.num if start is not None else cfg.num_gaussians if num is None else num
@@ -196,7 +197,13 @@ class FitState:
             params = [xy, self._inverse_scales(n0), torch.zeros(n0), self.flat_target[_pixel_index(xy, h, w)].clone()]
         self.opt = Adam([p.requires_grad_() for p in params], [cfg.lr_xy, cfg.lr_scale, cfg.lr_rot, cfg.lr_color])
         self.factor = 1
-        self.view, self.loss_fn = target, ImageLoss(target, l1_weight=cfg.l1_weight, ssim_weight=cfg.ssim_weight)
+        self.pixel_weights = (None if pixel_weights is None
+                              else normalize_pixel_weights(pixel_weights, (c, h, w)).to(torch.float32))
+        self.view, self.loss_fn = target, self._loss(target, self.pixel_weights)
+
+    def _loss(self, view: torch.Tensor, pixel_weights: torch.Tensor | None) -> ImageLoss:
+        return ImageLoss(view, l1_weight=self.cfg.l1_weight, ssim_weight=self.cfg.ssim_weight,
+                         pixel_weights=pixel_weights)
 
     def set_factor(self, factor: int) -> None:
         """Fit at 1/``factor`` of the native size from now on: ``view`` becomes the target
@@ -206,9 +213,10 @@ class FitState:
             return
         h, w = self.height, self.width
         size = (max(1, round(h / factor)), max(1, round(w / factor)))
-        view = self.target if factor == 1 else F.interpolate(self.target[None], size=size, mode="area")[0]
-        self.factor, self.view = factor, view
-        self.loss_fn = ImageLoss(view, l1_weight=self.cfg.l1_weight, ssim_weight=self.cfg.ssim_weight)
+        def scaled(t):
+            return t if t is None or factor == 1 else F.interpolate(t[None], size=size, mode="area")[0]
+        self.factor, self.view = factor, scaled(self.target)
+        self.loss_fn = self._loss(self.view, scaled(self.pixel_weights))
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -261,7 +269,8 @@ class FitState:
 
 
 def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progress: bool = False,
-        history: list | None = None, weight_map: np.ndarray | None = None, **options) -> Gaussians:
+        history: list | None = None, weight_map: np.ndarray | None = None, pixel_weights=None,
+        **options) -> Gaussians:
     """Fit Gaussians to an image.
 
     Args:
@@ -273,6 +282,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
         progress: show a progress bar (step, Gaussians, PSNR, it/s).
         history: if a list, evaluation records {step, seconds, psnr, ssim, gaussians} are appended.
         weight_map: optional (H, W) importance map used instead of the gradient for initialisation.
+        pixel_weights: optional loss weights broadcastable to (C, H, W): (H, W) per pixel, (C, 1, 1)
+            per channel; normalised to mean 1 (see :class:`imagegs.loss.ImageLoss`).
     Returns:
         The fitted Gaussians (float32, scales positive, in order of addition: earlier = coarser),
         with ``fit_info`` {steps, seconds, config, levels}.
@@ -290,7 +301,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     per_add = [((total - n0) * (i + 1)) // len(adds) - ((total - n0) * i) // len(adds) for i in range(len(adds))]
     max_steps = max(cfg.max_steps, (adds[-1] + cfg.min_steps_after_add) if adds else 0)
 
-    state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps))
+    state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps),
+                     pixel_weights=pixel_weights)
     rng = state.rng
     grid, blurred_target = _addition_maps(target)
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
@@ -362,12 +374,12 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
 
 
 def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: FitConfig | None = None,
-           **options) -> Gaussians:
+           pixel_weights=None, **options) -> Gaussians:
     """``g`` after ``steps`` more full-size steps on ``image`` at the schedule's learning rates after
     its decays (``lr_decay`` ** len(decay_steps), at least one), with fresh Adam moments: what a
     fit's last steps do, for a model that changed after its fit (the codec prunes Gaussians to meet
     a rate; the rest then re-fit the holes, instead of the colours alone). Keeps ``g``'s fit_info,
-    names and order."""
+    names and order. ``pixel_weights``: as in :func:`fit`."""
     cfg = _make_config(config, schedule, dict(options, num_gaussians=max(g.num, 1)))
     target = as_image(image)
     decay = cfg.lr_decay ** max(1, len(cfg.decay_steps))
@@ -375,7 +387,7 @@ def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: F
                   lr_color=cfg.lr_color / decay, quant_bits=None, coarse=())
     if g.num == 0 or steps <= 0:
         return g
-    state = FitState(target, cfg, start=g)
+    state = FitState(target, cfg, start=g, pixel_weights=pixel_weights)
     for _ in range(steps):
         state.step()
     out = state.gaussians()

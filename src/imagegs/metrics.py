@@ -40,6 +40,12 @@ def blur(x: torch.Tensor, win: torch.Tensor, *, mode: str = "zeros") -> torch.Te
 
 def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM of two (C, H, W) (or (B, C, H, W)) images with data range 1; differentiable."""
+    return ssim_map(a, b, window=window, sigma=sigma).mean()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The per-pixel SSIM map of two (C, H, W) (or (B, C, H, W)) images, data range 1, (B, C, H, W);
+    :func:`ssim` is its mean. Differentiable."""
     if a.shape != b.shape:
         raise ValueError(f"ssim: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.ndim == 3:
@@ -54,7 +60,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1
     cov = sec[:, 2 * c:] - mu_a * mu_b
     num = (2 * mu_a * mu_b + _C1) * (2 * cov + _C2)
     den = (mu_a * mu_a + mu_b * mu_b + _C1) * (var_a + var_b + _C2)
-    return (num / den).mean()
+    return num / den
 
 
 def psnr(a, b, *, data_range: float = 1.0) -> float:
