@@ -76,8 +76,8 @@ def test_wrong_magic_version_crc_and_trailing():
     data, _ = pack(_model(), [300])
     with pytest.raises(IGSFileError, match="magic"):
         unpack(b"\x89PNG\r\n\x1a\n" + data[8:])
-    with pytest.raises(IGSFileError, match="version 2"):
-        unpack(data[:8] + b"\x02" + data[9:])
+    with pytest.raises(IGSFileError, match="version 3"):
+        unpack(data[:8] + b"\x03" + data[9:])
     bad = bytearray(data)
     bad[12] ^= 0x40  # inside the header
     with pytest.raises(IGSFileError, match="CRC"):

@@ -59,19 +59,25 @@ class Encoded:
     def num(self) -> int:
         return self.gaussians.num
 
+    @property
+    def bppc(self) -> float:
+        """Bits per pixel per channel (BPPC, as neural texture compression papers report): the
+        whole file's bits over height x width x channels."""
+        return self.bpp / self.gaussians.channels
+
     def __repr__(self) -> str:
         g = self.gaussians
-        return (f"Encoded({len(self.data):,} bytes, {self.bpp:.4f} bpp, {g.width}x{g.height}, "
+        return (f"Encoded({len(self.data):,} bytes, {self.bpp:.4f} bpp, {self.bppc:.4f} BPPC, {g.width}x{g.height}, "
                 f"{self.num} Gaussians in {len(self.levels)} levels, bits {self.bits}, "
                 f"{self.fits} fit(s))")
 
 
 def _pack(g: Gaussians, levels: list[int], *, bits: Bits, top_k: int | None, metadata: dict | None,
-          ranges: QuantizedGaussians | None = None) -> tuple[bytes, Gaussians]:
+          ranges: QuantizedGaussians | None = None, kinds: list[str] | None = None) -> tuple[bytes, Gaussians]:
     """The .igs bytes of ``g`` quantised to ``bits`` (on ``ranges``' grids if given), and the
     decoder's view of it (dequantised, in file order)."""
     q = quantize(g, bits, ranges=ranges)
-    data, order = igsfile.pack(q, levels, top_k=top_k, metadata=metadata)
+    data, order = igsfile.pack(q, levels, top_k=top_k, metadata=metadata, kinds=kinds)
     return data, dequantize(q.take(order))
 
 
@@ -117,6 +123,7 @@ class _Job:
     refine_steps: int
     top_k: int | None
     metadata: dict | None
+    kinds: list[str] | None = None  # map kind per group (texture sets), stored in the file
 
     @property
     def pixels(self) -> int:
@@ -124,7 +131,8 @@ class _Job:
 
     def packer(self, bits: Bits, ranges: QuantizedGaussians | None = None) -> Pack:
         """``pack(model, levels) -> (bytes, decoder's model)`` with this job's header fields."""
-        return functools.partial(_pack, bits=bits, top_k=self.top_k, metadata=self.metadata, ranges=ranges)
+        return functools.partial(_pack, bits=bits, top_k=self.top_k, metadata=self.metadata, ranges=ranges,
+                                 kinds=self.kinds)
 
     def encoded(self, data: bytes, gq: Gaussians, bits: Bits, levels: list[int], fits: int, info: dict
                 ) -> Encoded:
@@ -231,7 +239,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
              one_fit: bool = False, refine_steps: int = 0,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
-             groups: list | None = None, **fit_options) -> Encoded:
+             groups: list | None = None, kinds: list[str] | None = None,
+             map_weights: dict[str, float] | None = None, **fit_options) -> Encoded:
     """Fit and encode an image as an .igs file.
 
     Args:
@@ -257,6 +266,13 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             the colour polish; 0 (default): none.
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
+        kinds: the map kind of each group (``colour``, ``normal``, ``scalar``; texture sets,
+            :mod:`imagegs.textures`), stored in the file; default: the image's (file-name
+            suffixes or ``read_image(maps=...)``). Normal maps are renormalised on decoding.
+        map_weights: loss weight per map, ``{map name or kind: weight}`` (e.g. ``{"normal": 2}``);
+            maps not named get :data:`imagegs.textures.DEFAULT_KIND_WEIGHTS` of their kind.
+            Applied to stacks with kinds and whenever given, as per-channel ``pixel_weights``
+            (multiplied with ``pixel_weights`` if both are given).
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_source(image)
@@ -266,8 +282,18 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         groups = layers if groups is None else groups
         if depths and not (metadata or {}).get("bit_depths"):
             metadata = dict(metadata or {}, bit_depths=depths)
+        kinds = image.map_kinds() if kinds is None else kinds
     target = as_image(image)
     c, h, w = target.shape
+    groups = [(str(a), int(b)) for a, b in groups] if groups else None
+    kinds = igsfile.check_kinds(kinds, groups, c)
+    if kinds is not None or map_weights:
+        from .textures import channel_weights
+
+        weights = channel_weights(groups or [("image", c)], kinds, map_weights)
+        pw = fit_options.get("pixel_weights")
+        fit_options["pixel_weights"] = weights if pw is None else weights * torch.as_tensor(
+            np.asarray(pw) if not torch.is_tensor(pw) else pw, dtype=torch.float64)
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
     for name, v in (("polish_steps", polish_steps), ("refine_steps", refine_steps)):
@@ -275,11 +301,11 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     k = check_top_k(top_k)
     job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
-               metadata=metadata,
+               metadata=metadata, kinds=kinds,
                fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
                                 progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,
-                          groups=[(str(a), int(b)) for a, b in groups] if groups else None))
+                          groups=groups))
     if bpp is None:
         n = DEFAULT_NUM_GAUSSIANS if num_gaussians is None else num_gaussians
         fixed = default_bits(h, w, num_gaussians=n, channels=c) if bits is None else Bits.parse(bits)
@@ -351,12 +377,16 @@ def decode(source: bytes | str | os.PathLike, *, height: int | None = None, widt
         lod: number of levels of detail to use (default all; 1 = coarsest).
         top_k: blend size; default: the value the file was fitted with.
         as_uint8: return (H, W, C) uint8 (default) instead of a (C, H, W) float tensor.
+
+    Normal maps of a texture set (map kinds in the file) come back as unit vectors, renormalised
+    after rendering (:func:`imagegs.textures.finish_maps`).
         max_pixels: refuse outputs larger than this (default 2^28, as the command line), so that
             a small file whose header claims a huge size cannot exhaust memory; raise it deliberately.
         **render_options: passed to :func:`imagegs.render` (e.g. ``backend``, ``region``).
     """
     from .io import to_uint8
     from .renderer import render
+    from .textures import finish_maps
 
     data, path = _read(source)
     header = _parse(data, path, header_only=True)  # cheap: refuse a huge output before decoding
@@ -367,6 +397,7 @@ def decode(source: bytes | str | os.PathLike, *, height: int | None = None, widt
     k = header.top_k if top_k == "file" else top_k
     with torch.no_grad():
         img = render(dequantize(q), height, width, top_k=k, max_pixels=max_pixels, **render_options)
+    img = finish_maps(img, header.groups, header.kinds)
     return to_uint8(img) if as_uint8 else img
 
 

@@ -24,13 +24,19 @@ __all__ = ["IGSFileError", "IGSHeader", "MAGIC", "VERSION", "pack", "unpack", "r
            "column_layout"]
 
 MAGIC = b"\x89IGS\r\n\x1a\n"  # PNG-style: non-ASCII first byte, CR-LF and ^Z catch text-mode mangling
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes (see WRITTEN_VERSION)
+READABLE_VERSIONS = (1, 2)  # 2 = 1 + the map-kinds field 13; files without that field stay version 1
 
 # Field ids (fixed forever; see docs/format.md).
 F_WIDTH, F_HEIGHT, F_CHANNELS, F_BITS, F_TOPK, F_CODER, F_LEVELS, F_RANGES, F_PREDICTORS = range(1, 10)
 F_CHANNEL_NAMES, F_GROUPS, F_METADATA = 10, 11, 12
+F_MAP_KINDS = 13  # version 2
 _REQUIRED = (F_WIDTH, F_HEIGHT, F_CHANNELS, F_BITS, F_TOPK, F_CODER, F_LEVELS, F_RANGES, F_PREDICTORS)
-_KNOWN = set(_REQUIRED) | {F_CHANNEL_NAMES, F_GROUPS, F_METADATA}
+_KNOWN = {1: set(_REQUIRED) | {F_CHANNEL_NAMES, F_GROUPS, F_METADATA}}
+_KNOWN[2] = _KNOWN[1] | {F_MAP_KINDS}
+# Map kind codes of field 13, one byte per channel group (texture map), and the channels each needs.
+KIND_CODES = ("colour", "normal", "scalar")
+_KIND_CHANNELS = {"normal": 3, "scalar": 1}
 
 MAX_SIDE = 2**20
 MAX_CHANNELS = 1024
@@ -62,6 +68,7 @@ class IGSHeader:
     channel_names: tuple[str, ...] | None = None
     groups: list[tuple[str, int]] | None = None
     metadata: dict = field(default_factory=dict)
+    kinds: list[str] | None = None  # one of KIND_CODES per group (the whole image if no groups); None: colour
     header_bytes: int = 0  # size of magic + version + header + CRC in the file
     block_bytes: list[int] = field(default_factory=list)  # stored size of each level block (with framing)
 
@@ -155,13 +162,33 @@ def _header_bytes(h: IGSHeader) -> bytes:
         parts.append(_field(F_GROUPS, b"".join(n.encode() + b"\0" + _varint(c) for n, c in h.groups)))
     if h.metadata:
         parts.append(_field(F_METADATA, json.dumps(h.metadata, separators=(",", ":")).encode()))
+    if h.kinds is not None:
+        parts.append(_field(F_MAP_KINDS, bytes(KIND_CODES.index(k) for k in h.kinds)))
     return b"".join(parts)
 
 
+def check_kinds(kinds, groups: list[tuple[str, int]] | None, channels: int) -> list[str] | None:
+    """``kinds`` as a list, after checking it has one known kind per group (one for the whole
+    image without groups) and that normal / scalar groups have 3 / 1 channels; None stays None."""
+    if kinds is None:
+        return None
+    kinds = [str(k) for k in kinds]
+    sizes = [c for _, c in groups] if groups else [channels]
+    if len(kinds) != len(sizes) or any(k not in KIND_CODES for k in kinds):
+        raise ValueError(f"map kinds {kinds} must be one of {KIND_CODES} per channel group ({len(sizes)})")
+    for k, c in zip(kinds, sizes):
+        if _KIND_CHANNELS.get(k, c) != c:
+            raise ValueError(f"a {k} map has {_KIND_CHANNELS[k]} channel(s), not {c}")
+    return kinds
+
+
 def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = DEFAULT_TOP_K,
-         coder: int = bitstream.DEFAULT_CODER, metadata: dict | None = None
+         coder: int = bitstream.DEFAULT_CODER, metadata: dict | None = None, kinds: list[str] | None = None
          ) -> tuple[bytes, np.ndarray]:
     """Encode quantised Gaussians, split into consecutive ``levels`` (sizes, coarse to fine).
+
+    ``kinds``: the map kind of each channel group (texture sets; see :data:`KIND_CODES`); a file
+    with kinds is version 2, one without stays version 1 (readable by every reader).
 
     Returns the file bytes and the permutation (N,) giving the stored order of the Gaussians (each
     level is stored in Morton order), so that ``q.take(order)`` is what :func:`unpack` returns.
@@ -172,10 +199,11 @@ def pack(q: QuantizedGaussians, levels: list[int], *, top_k: int | None = DEFAUL
         raise ValueError(f"too many Gaussians ({q.num} > {MAX_GAUSSIANS}) or channels ({q.channels})")
     cols = columns(q)
     h = IGSHeader(q.width, q.height, q.channels, q.bits, check_top_k(top_k), coder, list(levels), q.pos_range,
-                  q.scale_range, q.color_range, [], q.channel_names, q.groups, metadata or {})
+                  q.scale_range, q.color_range, [], q.channel_names, q.groups, metadata or {},
+                  check_kinds(kinds, q.groups, q.channels))
     h.predictors = bitstream.choose_predictors(cols, h.column_bits(), h.column_groups())
     head = _header_bytes(h)
-    out = [MAGIC, bytes([VERSION]), _varint(len(head)), head, _CRC.pack(zlib.crc32(head))]
+    out = [MAGIC, bytes([1 if h.kinds is None else 2]), _varint(len(head)), head, _CRC.pack(zlib.crc32(head))]
     orders, start = [], 0
     models = bitstream.new_models(coder, pos_bits=q.bits.position, bits=h.column_bits(), preds=h.predictors)
     for n in levels:
@@ -196,8 +224,9 @@ def _parse_header(data: bytes) -> tuple[IGSHeader, int]:
         raise IGSFileError("not an .igs file (wrong magic number)")
     r = _Reader(data, len(MAGIC), what="header")
     version = r.take(1)[0]
-    if version != VERSION:
-        raise IGSFileError(f"unsupported .igs version {version} (this imagegs reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise IGSFileError(f"unsupported .igs version {version} (this imagegs reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
     n = r.varint(MAX_HEADER)
     raw = r.take(n)
     (crc,) = _CRC.unpack(r.take(4))
@@ -208,7 +237,7 @@ def _parse_header(data: bytes) -> tuple[IGSHeader, int]:
     while not hr.done():
         fid = hr.varint()
         body = hr.take(hr.varint(len(raw)))
-        if fid not in _KNOWN:
+        if fid not in _KNOWN[version]:
             raise IGSFileError(f"unknown header field {fid} (written by a newer imagegs?)")
         if fid in fields:
             raise IGSFileError(f"header field {fid} appears twice")
@@ -280,6 +309,14 @@ def _parse_header(data: bytes) -> tuple[IGSHeader, int]:
             if not isinstance(meta, dict):
                 raise IGSFileError("metadata is not a JSON object")
             h.metadata = meta
+        if F_MAP_KINDS in fields:
+            codes = fields[F_MAP_KINDS]
+            if any(c >= len(KIND_CODES) for c in codes):
+                raise IGSFileError(f"unknown map kind code in {list(codes)}")
+            try:
+                h.kinds = check_kinds([KIND_CODES[c] for c in codes], h.groups, channels)
+            except ValueError as e:
+                raise IGSFileError(f"invalid map kinds field: {e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IGSFileError(f"corrupt text field in header ({e.__class__.__name__})") from None
     h.header_bytes = r.pos

@@ -101,6 +101,7 @@ class Image:
     channel_names: tuple[str, ...]
     bit_depths: list[int]
     source: list[Path]
+    kinds: list[str] | None = None  # one map kind per group (imagegs.textures.KINDS); None: all colour
 
     @property
     def height(self) -> int:
@@ -120,6 +121,13 @@ class Image:
                 None if single else [tuple(gr) for gr in self.groups],
                 None if all(d == 8 for d in self.bit_depths) else list(self.bit_depths))
 
+    def map_kinds(self) -> list[str] | None:
+        """The kind of each group (texture map), or None when every one is a plain colour map:
+        what a file needs to store."""
+        from .textures import COLOUR
+
+        return None if not self.kinds or set(self.kinds) == {COLOUR} else list(self.kinds)
+
 
 @dataclass
 class _Decoded:
@@ -135,7 +143,8 @@ class _Decoded:
 # Reading
 
 
-def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") -> Image:
+def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep",
+               maps: str | dict[str, str] | None = None) -> Image:
     """Read one image, every image in a folder, or a list of images, as one (C, H, W) tensor.
 
     Args:
@@ -143,6 +152,10 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
             sub-folders ignored); or a list of files (in the given order). Several files are
             stacked as channels (a texture stack: albedo RGB + normal RGB + gloss L -> 7 channels)
             and must all have the same width and height.
+        maps: map kinds, ``{name: kind}`` or ``"name:kind,..."`` (kinds: colour, normal, scalar;
+            names: the groups' names, i.e. file stems), overriding the kinds that file-name
+            suffixes give (``_normal``, ``_gloss``...; see :mod:`imagegs.textures`). A scalar map
+            becomes one channel (a grey RGB file, or an RGB file with the map in one channel).
         alpha: what to do with an alpha channel (straight alpha assumed, as PNG/WebP/TIFF store):
             ``"keep"`` (default) keeps it as one more channel, fitted like the others and written
             back as alpha; ``"drop"`` discards it (colours under transparent pixels come through
@@ -162,8 +175,12 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
         ImageReadError: missing file, folder with no images, not an image, truncated or corrupt
             file, zero size, image over Pillow's decompression-bomb limit, unsupported mode,
             stack members of different sizes.
+        TextureError: an unknown kind, a ``maps`` name that matches no file, a scalar map that
+            is not grey, a normal map without 3 channels.
         ValueError: unknown ``alpha`` policy.
     """
+    from .textures import NORMAL, SCALAR, as_scalar, assign_kinds, check_normal
+
     if alpha not in ALPHA_POLICIES:
         raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, got {alpha!r}")
     paths = image_files(source)
@@ -177,6 +194,12 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
             f"images in a stack must have the same size (width x height): {listing}")
 
     names = _unique_names([p.stem for p in paths])
+    kinds = assign_kinds(names, maps)
+    for d, p, kind in zip(decoded, paths, kinds):
+        if kind == SCALAR:
+            d.pixels, d.letters = as_scalar(d.pixels, d.letters, p.name), "L"
+        elif kind == NORMAL:
+            check_normal(d.pixels.shape[2], p.name)
     stacked = len(paths) > 1
     channel_names = tuple(f"{name}.{c}" if stacked else c
                           for name, d in zip(names, decoded) for c in d.letters)
@@ -187,6 +210,7 @@ def read_image(source: PathLike | Sequence[PathLike], *, alpha: str = "keep") ->
         channel_names=channel_names,
         bit_depths=[d.bit_depth for d in decoded],
         source=paths,
+        kinds=kinds,
     )
 
 
@@ -514,16 +538,20 @@ def read_sample(name: str, *, alpha: str = "keep") -> Image:
                  bit_depths=[depth], source=[Path(SAMPLE_PREFIX + name)])
 
 
-def read_source(images: PathLike | Sequence[PathLike], *, alpha: str = "keep") -> Image:
+def read_source(images: PathLike | Sequence[PathLike], *, alpha: str = "keep",
+                maps: str | dict[str, str] | None = None) -> Image:
     """What the commands read as their input: one file, a folder or several files (a texture
-    stack), or a scikit-image sample (``astronaut``, ``skimage:NAME``)."""
+    stack, ``maps`` as in :func:`read_image`), or a scikit-image sample (``astronaut``,
+    ``skimage:NAME``)."""
     items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     samples = [sample_name(str(a)) for a in items]
     if any(s is not None for s in samples):
         if len(items) > 1:
             raise ImageReadError("a scikit-image sample must be the only image (no stacks of samples)")
+        if maps:
+            raise ImageReadError("--maps names the maps of a texture set; a scikit-image sample has none")
         return read_sample(samples[0], alpha=alpha)
-    return read_image(items[0] if len(items) == 1 else items, alpha=alpha)
+    return read_image(items[0] if len(items) == 1 else items, alpha=alpha, maps=maps)
 
 
 

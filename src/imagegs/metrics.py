@@ -85,3 +85,21 @@ def quality_8bit(rendering: torch.Tensor, source: torch.Tensor) -> tuple[float, 
 
     a, b = (torch.from_numpy(to_uint8(x)).permute(2, 0, 1).double() / 255 for x in (rendering, source))
     return psnr(a, b), float(ssim(a, b))
+
+
+def angular_error(reference, decoded) -> float:
+    """Mean angle in degrees between two normal maps, (3, H, W) in the usual encoding
+    v = (n + 1) / 2 with values in [0, 1] (8-bit maps: divide by 255 first).
+
+    Both sides are decoded to n = 2 v - 1 and normalised before the angle is taken, so the
+    measure ignores vector lengths (a decoder that does not renormalise is not penalised for it).
+    """
+    a = torch.as_tensor(np.asarray(reference) if not torch.is_tensor(reference) else reference,
+                        dtype=torch.float64) * 2 - 1
+    b = torch.as_tensor(np.asarray(decoded) if not torch.is_tensor(decoded) else decoded,
+                        dtype=torch.float64) * 2 - 1
+    if a.shape != b.shape or a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"angular_error: need two (3, H, W) normal maps, got {tuple(a.shape)} and {tuple(b.shape)}")
+    norms = torch.linalg.vector_norm(a, dim=0) * torch.linalg.vector_norm(b, dim=0)
+    cos = (a * b).sum(0) / norms.clamp_min(1e-12)
+    return float(torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).mean())

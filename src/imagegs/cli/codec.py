@@ -2,6 +2,7 @@
 
     imagegs encode photo.png -o photo.igs --bpp 0.3          # rate control: whole file <= 0.3 bpp
     imagegs encode photo.png -o photo.igs --gaussians 5000 --bits 12,8,8,8
+    imagegs encode rock_albedo.png rock_normal.png rock_gloss.png -o rock.igs --bpp 1 --map-weights normal:2
     imagegs decode photo.igs -o photo.png --scale 2 --lod 3
     imagegs info photo.igs
 """
@@ -16,6 +17,7 @@ from .. import _jit
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ..io import read_source, write_images
 from ..metrics import quality_8bit
+from ..textures import DEFAULT_KIND_WEIGHTS, KINDS, finish_maps, map_quality, parse_map_weights, parse_maps
 from ._common import (add_fit_options, fit_kwargs, CLIError, add_decode_options, add_size_options, check_output,
                       decode_kwargs, format_bytes, fraction, nonnegative_int, output_depths, positive_float,
                       positive_int, set_threads, size_from_args, top_k_arg)
@@ -38,8 +40,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
             raise CLIError(f"--bits {args.bits}: {e}") from None
     if args.qat is not None:
         options["qat"] = args.qat
+    if args.map_weights is not None:
+        options["map_weights"] = parse_map_weights(args.map_weights)
     set_threads(args.threads)
-    image = read_source(args.images, alpha=args.alpha)
+    image = read_source(args.images, alpha=args.alpha, maps=parse_maps(args.maps) if args.maps else None)
     if not args.quiet:
         target = f"{args.bpp} bpp" if args.bpp is not None else f"{args.gaussians or DEFAULT_NUM_GAUSSIANS} Gaussians"
         print(f"encoding {', '.join(map(str, image.source))}: {image.width}x{image.height}, "
@@ -48,13 +52,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codec.save_igs(enc.data, out)
     with torch.no_grad():
         rendering = render(enc.gaussians, top_k=options.get("top_k", DEFAULT_TOP_K)).clamp_(0, 1)
+    rendering = finish_maps(rendering, image.groups, image.map_kinds())
     psnr, ssim = quality_8bit(rendering, image.pixels)
-    print(f"file       {out} ({format_bytes(len(enc.data))}, {enc.bpp:.4f} bpp)")
+    print(f"file       {out} ({format_bytes(len(enc.data))}, {enc.bpp:.4f} bpp, {enc.bppc:.4f} BPPC)")
     print(f"Gaussians  {enc.num} in {len(enc.levels)} levels ({', '.join(map(str, enc.levels))})")
     print(f"bits       {enc.bits}")
     print(f"fit        {enc.fit_info.get('steps', '?')} steps, {enc.fits} fit(s)")
     print(f"PSNR       {psnr:.2f} dB (8-bit, decoded)")
     print(f"SSIM       {ssim:.4f} (8-bit, decoded)")
+    if len(image.groups) > 1 or image.map_kinds():
+        for row in map_quality(image.pixels, rendering, image.groups, image.kinds):
+            angle = f", {row['angle']:.2f} deg mean angular error" if "angle" in row else ""
+            print(f"map        {row['map']} ({row['kind']}): PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}{angle}")
     return 0
 
 
@@ -76,6 +85,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         _jit.prepare("render", notice=True)  # a one-line notice when the kernels must be compiled
     with torch.no_grad():
         pixels = render(g, h, w, top_k=top_k, backend=args.backend, **options).clamp_(0, 1)
+    pixels = finish_maps(pixels, header.groups, header.kinds)  # normal maps back to unit vectors
     groups = header.groups or [("image", header.channels)]
     depths = output_depths(groups, header.metadata.get("bit_depths"), args.bit_depth)
     for p in write_images(pixels, out, groups=groups, bit_depths=depths):
@@ -92,12 +102,17 @@ def print_igs_info(path: Path) -> int:
     h = codec.read_igs_header(path)
     size = len(data)
     pixels = h.width * h.height
-    print(f"file       {path} ({format_bytes(size)}, {8 * size / pixels:.4f} bpp, .igs v{igsfile.VERSION})")
+    version = data[len(igsfile.MAGIC)]
+    print(f"file       {path} ({format_bytes(size)}, {8 * size / pixels:.4f} bpp, "
+          f"{8 * size / (pixels * h.channels):.4f} BPPC, .igs v{version})")
     print(f"size       {h.width}x{h.height} (width x height)")
     print(f"Gaussians  {h.num}, top-k {h.top_k or 'all'}")
     print(f"channels   {h.channels}" + (f": {', '.join(h.channel_names)}" if h.channel_names else ""))
     if h.groups:
         print("groups     " + ", ".join(f"{n} ({c})" for n, c in h.groups))
+    if h.kinds:
+        names = [n for n, _ in h.groups] if h.groups else ["image"]
+        print("map kinds  " + ", ".join(f"{n}: {k}" for n, k in zip(names, h.kinds)))
     print(f"bits       {h.bits} (official payload formula: {h.bits.payload_bits(h.channels)} bits/Gaussian)")
     official = h.bits.payload_bits(h.channels) * h.num / 8
     print(f"coder      {CODER_NAMES[h.coder]}; file is {size / official:.1%} of the official payload formula")
@@ -145,6 +160,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                         f"(default {POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
+    p.add_argument("--maps", metavar="NAME:KIND,...",
+                   help=f"map kinds of a texture set ({', '.join(KINDS)}) by map name (file stem), "
+                        "overriding the file-name suffixes (_albedo, _normal/_nrm/_n, _gloss/_rough/"
+                        "_metal/_ao/_height...); scalar maps are fitted as one channel, normal maps "
+                        "decode to unit vectors")
+    p.add_argument("--map-weights", metavar="NAME:W,...",
+                   help="loss weight per map name or kind, e.g. normal:2,gloss:0.5 (default: "
+                        + ", ".join(f"{k} {w:g}" for k, w in DEFAULT_KIND_WEIGHTS.items()) + ")")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", parents=[common], help="decode an .igs file to image file(s)",
