@@ -1,4 +1,4 @@
-"""``imagegs bench rd | sr | speed``: the benchmarks, each registered the same way.
+"""``imagegs bench rd | sr | speed | textures``: the benchmarks, each registered the same way.
 
 Each benchmark is a library module under :mod:`imagegs.bench` with a ``run``-style function that
 takes plain arguments; this module only declares its options and prints what it returns.
@@ -43,6 +43,19 @@ def cmd_sr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_textures(args: argparse.Namespace) -> int:
+    """``imagegs bench textures``."""
+    from ..bench.textures import run_textures
+
+    set_threads(args.threads)
+    summary = run_textures(args.stacks, args.out, rates=args.rates, methods=args.methods,
+                           max_side=args.max_side, schedule=args.schedule, map_weights=args.map_weights,
+                           steps=args.steps, progress=not args.quiet)
+    for line in summary.get("lines", []):
+        print(line)
+    return 0
+
+
 def cmd_speed(args: argparse.Namespace) -> int:
     """``imagegs bench speed``: time the fit step and the forward render."""
     from ..bench.speed import format_table, run
@@ -66,7 +79,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 
 def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
-    """Register ``rd``, ``sr`` and ``speed`` in the ``bench`` group."""
+    """Register ``rd``, ``sr``, ``speed`` and ``textures`` in the ``bench`` group."""
     from ..bench.codecs import CODECS
     from ..bench.rd import DEFAULT_BPP, DEFAULT_SCHEDULE
     from ..bench.speed import IMAGES
@@ -147,3 +160,28 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     add_threads(p)
     p.add_argument("--json", type=Path, metavar="PATH", help="write the full record here")
     p.set_defaults(func=cmd_speed)
+
+    from ..bench import textures
+
+    p = bench_sub.add_parser(
+        "textures", help="texture sets: imagegs joint/separate against BC, ASTC, JPEG, AVIF per map",
+        description="Encode every texture set (sub-folder) of --stacks with imagegs (one file for the "
+                    "set, and one file per map at the same total bytes), BC1, BC7, ASTC 4x4..12x12, "
+                    "JPEG and AVIF per map; measure PSNR/SSIM per map and the normal maps' angular "
+                    "error; write JSON, a plot and a markdown table. Resumable: rerun to continue.")
+    p.add_argument("--stacks", required=True, metavar="DIR", help="folder of texture-set folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
+    p.add_argument("--rates", default=",".join(f"{r:g}" for r in textures.DEFAULT_RATES), metavar="LIST",
+                   help="bits per texel of the whole set, comma-separated (default %(default)s)")
+    p.add_argument("--methods", default="all", metavar="LIST",
+                   help=f"all (default) or any of {', '.join(textures.METHODS)}")
+    p.add_argument("--max-side", type=positive_int, metavar="N",
+                   help="downscale the maps (Lanczos) so the long side is at most N pixels")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=textures.DEFAULT_SCHEDULE,
+                   help=f"imagegs fit schedule (default {textures.DEFAULT_SCHEDULE})")
+    p.add_argument("--steps", type=positive_int, metavar="S", help="cap on the imagegs fit steps (quick checks)")
+    p.add_argument("--map-weights", metavar="NAME:W,...",
+                   help="loss weights of the joint fit per map name or kind (default: the library's)")
+    add_threads(p)
+    add_quiet(p)
+    p.set_defaults(func=cmd_textures)
