@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..io import atomic_write
 
-__all__ = ["plot_report", "plot_panel"]
+__all__ = ["plot_report", "plot_panel", "log_rate_axis"]
 
 METRIC_LABELS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM"}
 _MARKERS = {"bc1": "s", "bc7": "D"}
@@ -29,8 +29,6 @@ def _matplotlib():
 
 def plot_panel(ax, docs: dict, metric: str, title: str) -> None:
     """Draw one dataset's curves (``{codec: report JSON}``) for ``metric`` on ``ax``."""
-    import matplotlib.ticker as mticker
-
     line_i = 0
     for n, doc in docs.items():
         res = doc["results"]
@@ -48,14 +46,20 @@ def plot_panel(ax, docs: dict, metric: str, title: str) -> None:
         else:
             ax.plot(xs, ys, "o-", color=f"C{line_i}", lw=1.4, ms=4, label=doc["name"], zorder=4)
             line_i += 1
+    log_rate_axis(ax, [0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8], "bits per pixel (whole file)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(title)
+
+
+def log_rate_axis(ax, ticks: list[float], label: str) -> None:
+    """A log-scaled rate axis with plain-number ticks at ``ticks`` and a grid."""
+    import matplotlib.ticker as mticker
+
     ax.set_xscale("log")
-    ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8]
     ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(mticker.FixedFormatter([f"{t:g}" for t in ticks]))
     ax.xaxis.set_minor_locator(mticker.NullLocator())
-    ax.set_xlabel("bits per pixel (whole file)")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.set_title(title)
+    ax.set_xlabel(label)
     ax.grid(True, which="major", alpha=0.3)
 
 

@@ -373,11 +373,13 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_STYLE = {JOINT: {"color": "crimson", "lw": 2.6}, SEPARATE: {"color": "darkorange", "lw": 1.8},
+          "jpeg": {"color": "tab:blue", "lw": 1.2}, "avif": {"color": "tab:green", "lw": 1.2}}
+
+
 def plot(records: list[dict], path: Path) -> Path:
     """Mean PSNR and normal angular error against bits per texel, one column per stack."""
-    import matplotlib.ticker as mticker
-
-    from .plot import _matplotlib, _save
+    from .plot import _matplotlib, _save, log_rate_axis
 
     plt = _matplotlib()
     stacks = sorted({r["stack"] for r in records})
@@ -387,7 +389,7 @@ def plot(records: list[dict], path: Path) -> Path:
         for row, (metric, label) in enumerate((("psnr", "mean PSNR over maps (dB)"),
                                                ("normal_angle", "normal mean angular error (°)"))):
             ax = axes[row][col]
-            for i, m in enumerate(dict.fromkeys(r["method"] for r in rs)):
+            for m in dict.fromkeys(r["method"] for r in rs):
                 pts = sorted((r["bits_per_texel"], r[metric]) for r in rs if r["method"] == m and r[metric] is not None)
                 if not pts:
                     continue
@@ -397,18 +399,10 @@ def plot(records: list[dict], path: Path) -> Path:
                     ax.annotate(get_codec(m).label, (xs[0], ys[0]), textcoords="offset points", xytext=(4, -9),
                                 fontsize=7, color="0.25")
                 else:
-                    style = {JOINT: {"color": "crimson", "lw": 2.6}, SEPARATE: {"color": "darkorange", "lw": 1.8}}
-                    ax.plot(xs, ys, "o-", ms=4, label=LABELS.get(m, m), zorder=4,
-                            **style.get(m, {"color": f"C{i}", "lw": 1.2}))
-            ax.set_xscale("log")
-            ticks = [0.25, 0.5, 1, 2, 4, 8, 16, 32]
-            ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
-            ax.xaxis.set_major_formatter(mticker.FixedFormatter([f"{t:g}" for t in ticks]))
-            ax.xaxis.set_minor_locator(mticker.NullLocator())
-            ax.set_xlabel("bits per texel (whole set, all files)")
+                    ax.plot(xs, ys, "o-", ms=4, label=LABELS.get(m, m), zorder=4, **_STYLE[m])
+            log_rate_axis(ax, [0.25, 0.5, 1, 2, 4, 8, 16, 32], "bits per texel (whole set, all files)")
             ax.set_ylabel(label)
             ax.set_title(f"{stack} ({rs[0]['width']}x{rs[0]['height']})")
-            ax.grid(True, alpha=0.3)
             if row == 0 and col == 0:
                 ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
