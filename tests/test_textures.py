@@ -238,6 +238,18 @@ def test_cli_bad_texture_options_are_one_line(tmp_path, capsys, extra, match):
     assert rc == 2 and match in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_fit_takes_maps_too(tmp_path, capsys):
+    folder = make_stack(tmp_path / "s")
+    rc, _, err = _run(capsys, "fit", folder, "-o", tmp_path / "m.gsm", "--maps", "rock_gloss:glossy", "--quiet")
+    assert rc == 2 and "unknown map kind 'glossy'" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _run(capsys, "fit", folder, "-o", tmp_path / "m.gsm", "--maps", "rock_gloss:colour",
+                      "--gaussians", "20", "--steps", "5", "--quiet")
+    assert rc == 0, err
+    from imagegs import load_model
+
+    assert load_model(tmp_path / "m.gsm").gaussians.groups[1] == ("rock_gloss", 3)
+
+
 def test_cli_maps_of_different_sizes_are_one_line(tmp_path, capsys):
     folder = make_stack(tmp_path / "s")
     PILImage.fromarray(_normals(SIZE, SIZE + 4)).save(folder / "rock_normal.png")

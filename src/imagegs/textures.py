@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["KINDS", "SUFFIXES", "DEFAULT_KIND_WEIGHTS", "TextureError", "kind_from_name", "parse_maps",
-           "parse_map_weights", "assign_kinds", "as_scalar", "renormalize_normals", "channel_weights",
-           "finish_maps"]
+__all__ = ["KINDS", "COLOUR", "NORMAL", "SCALAR", "SUFFIXES", "DEFAULT_KIND_WEIGHTS", "TextureError",
+           "kind_from_name", "parse_maps", "parse_map_weights", "assign_kinds", "as_scalar", "check_normal",
+           "renormalize_normals", "channel_weights", "finish_maps", "map_quality"]
 
 COLOUR, NORMAL, SCALAR = "colour", "normal", "scalar"
 KINDS = (COLOUR, NORMAL, SCALAR)

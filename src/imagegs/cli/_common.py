@@ -16,6 +16,7 @@ from pathlib import Path
 from ..defaults import DEFAULT_TOP_K, MAX_PIXELS, MAX_TOP_K, check_top_k, output_size
 from ..io import ALPHA_POLICIES, check_image_path
 from ..renderer import BACKENDS, FILTER_SIGMA, SUPERSAMPLE, check_region
+from ..textures import KINDS
 
 PROG = "imagegs"
 EXIT_ERROR = 2  # argparse's status for usage errors; used for every expected failure
@@ -107,7 +108,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output: str, what: str) -> None:
     """What every command that fits takes (fit, encode): the images, -o, --schedule, --steps,
-    --seed, --alpha and --quiet."""
+    --seed, --alpha, --quiet and --maps (texture-set map kinds, given to ``read_source``)."""
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image file, folder (texture stack), several files (stack), 'astronaut' "
                         "or skimage:NAME")
@@ -118,6 +119,10 @@ def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     add_alpha(p)
     add_quiet(p)
+    p.add_argument("--maps", metavar="NAME:KIND,...",
+                   help=f"map kinds of a texture set ({', '.join(KINDS)}) by map name (file stem), "
+                        "overriding the file-name suffixes (_albedo, _normal/_nrm/_n, _gloss/_rough/"
+                        "_metal/_ao/_height...); scalar maps are fitted as one channel")
 
 
 def fit_kwargs(args: argparse.Namespace) -> dict:

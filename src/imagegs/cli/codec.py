@@ -17,7 +17,7 @@ from .. import _jit
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ..io import read_source, write_images
 from ..metrics import quality_8bit
-from ..textures import DEFAULT_KIND_WEIGHTS, KINDS, finish_maps, map_quality, parse_map_weights, parse_maps
+from ..textures import DEFAULT_KIND_WEIGHTS, finish_maps, map_quality, parse_map_weights
 from ._common import (add_fit_options, fit_kwargs, CLIError, add_decode_options, add_size_options, check_output,
                       decode_kwargs, format_bytes, fraction, nonnegative_int, output_depths, positive_float,
                       positive_int, set_threads, size_from_args, top_k_arg)
@@ -43,7 +43,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.map_weights is not None:
         options["map_weights"] = parse_map_weights(args.map_weights)
     set_threads(args.threads)
-    image = read_source(args.images, alpha=args.alpha, maps=parse_maps(args.maps) if args.maps else None)
+    image = read_source(args.images, alpha=args.alpha, maps=args.maps)
     if not args.quiet:
         target = f"{args.bpp} bpp" if args.bpp is not None else f"{args.gaussians or DEFAULT_NUM_GAUSSIANS} Gaussians"
         print(f"encoding {', '.join(map(str, image.source))}: {image.width}x{image.height}, "
@@ -160,11 +160,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                         f"(default {POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
-    p.add_argument("--maps", metavar="NAME:KIND,...",
-                   help=f"map kinds of a texture set ({', '.join(KINDS)}) by map name (file stem), "
-                        "overriding the file-name suffixes (_albedo, _normal/_nrm/_n, _gloss/_rough/"
-                        "_metal/_ao/_height...); scalar maps are fitted as one channel, normal maps "
-                        "decode to unit vectors")
     p.add_argument("--map-weights", metavar="NAME:W,...",
                    help="loss weight per map name or kind, e.g. normal:2,gloss:0.5 (default: "
                         + ", ".join(f"{k} {w:g}" for k, w in DEFAULT_KIND_WEIGHTS.items()) + ")")

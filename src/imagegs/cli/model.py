@@ -53,7 +53,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = dict(fit_kwargs(args), backend=args.backend, num_gaussians=num)
     set_threads(args.threads)
 
-    image = read_source(args.images, alpha=args.alpha)
+    image = read_source(args.images, alpha=args.alpha, maps=args.maps)
     if num > image.height * image.width:
         raise CLIError(f"--gaussians {num} is more than the {image.width}x{image.height} image has "
                        "pixels; use fewer Gaussians")
