@@ -282,3 +282,43 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, wanted):
     assert main([a.format(**paths) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and wanted in err[0], err
+
+
+# ------------------------------------------------------------------- the benchmarks through it
+
+
+def _timeless(records: list[dict]) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if not k.endswith("_s")} for r in records),
+                  key=lambda r: (r["codec"], r["image"], str(r["target_bpp"])))
+
+
+def test_bench_rd_on_a_cluster_makes_the_same_records(tmp_path, cluster):
+    from imagegs.bench import rd
+
+    src = tmp_path / "imgs"
+    make_images(src, 2, size=48, sub=False)
+    kw = dict(bpp="1,2", codecs="jpeg-420,webp,bc1", progress=False, report=False)
+    rd.run_rd(src, tmp_path / "here", **kw)
+    rd.run_rd(src, tmp_path / "there", executor={"client": cluster}, **kw)
+    here, there = ([json.loads(x) for x in (tmp_path / d / "records.jsonl").read_text().splitlines()]
+                   for d in ("here", "there"))
+    assert len(here) == 2 * (2 + 2 + 1) and _timeless(there) == _timeless(here)
+    rd.run_rd(src, tmp_path / "there", executor={"client": cluster}, **kw)  # resumed: nothing appended
+    assert len((tmp_path / "there" / "records.jsonl").read_text().splitlines()) == len(here)
+
+
+def test_bench_sr_on_a_cluster_keeps_items_and_fits_here(tmp_path, cluster):
+    from imagegs.bench import sr
+
+    src = tmp_path / "imgs"
+    make_images(src, 1, size=48, sub=False)
+    kw = dict(images=str(src), samples=[], scales=[2, 3], methods=["bicubic", "gaussians"], max_gaussians=40,
+              gaussian_scales=[3], fit_steps=60, out_dir=None, progress=False)
+    here = sr.run(work_dir=tmp_path / "here", **kw)
+    there = sr.run(work_dir=tmp_path / "there", executor={"client": cluster}, **kw)
+    for method in ("bicubic", "gaussians"):
+        for s, row in here["table"][method].items():
+            assert there["table"][method][s]["psnr"] == pytest.approx(row["psnr"], abs=1e-6)
+    assert [p.name for p in (tmp_path / "there" / "fits").iterdir()] == \
+        [p.name for p in (tmp_path / "here" / "fits").iterdir()]
+    assert len(list((tmp_path / "there" / "items").iterdir())) == 3

@@ -40,8 +40,8 @@ from typing import Any
 
 from .io import atomic_write, readable_extensions
 
-__all__ = ["MEMORY_LIMIT", "MANIFEST", "cluster_size", "executor", "map_tasks", "encode_folder",
-           "decode_folder", "scan_folder", "summarize", "BatchError"]
+__all__ = ["MANIFEST", "MEMORY_LIMIT", "BatchError", "cluster_size", "decode_folder", "encode_folder", "executor",
+           "map_tasks", "scan_folder", "summarize"]
 
 # Per-worker memory limit (bytes) of the default LocalCluster: the measured peak resident size of
 # a 2048x2048 encode at 0.3 bpp (docs/notes/batch.md) with headroom. A worker that exceeds it is
@@ -431,7 +431,7 @@ def _encode_task(item: tuple[str, bytes], *, options: dict, alpha: str) -> dict:
         with torch.no_grad():
             rendering = render(enc.gaussians, top_k=options.get("top_k", DEFAULT_TOP_K)).clamp_(0, 1)
         psnr, ssim = quality_8bit(rendering, image.pixels)
-    except Exception as e:  # recorded; the batch goes on
+    except Exception as e:  # noqa: BLE001 - recorded; the batch goes on
         return dict(rec, status="failed", error=_one_line(e, rel), seconds=time.perf_counter() - t0, files={})
     return dict(rec, status="done", error=None, bytes=len(enc.data), bpp=enc.bpp, psnr=psnr, ssim=ssim,
                 width=image.width, height=image.height, gaussians=enc.num, seconds=time.perf_counter() - t0,
@@ -512,7 +512,7 @@ def _decode_task(item: tuple[str, bytes], *, fmt: str, size: dict, lod: int | No
         with tempfile.TemporaryDirectory(prefix="imagegs-batch-") as tmp:
             for p in write_images(pixels, Path(tmp) / Path(name).name, groups=groups, bit_depths=depths):
                 files[str(Path(name).with_name(p.name).as_posix())] = p.read_bytes()
-    except Exception as e:  # recorded; the batch goes on
+    except Exception as e:  # noqa: BLE001 - recorded; the batch goes on
         return dict(rec, status="failed", error=_one_line(e, rel), seconds=time.perf_counter() - t0, files={})
     return dict(rec, status="done", error=None, bytes=sum(map(len, files.values())), width=w, height=h,
                 gaussians=g.num, seconds=time.perf_counter() - t0, files=files)

@@ -17,20 +17,23 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import PROG, CLIError, add_fit_settings, add_quiet, format_bytes, nonnegative_int, region_arg, top_k_arg
+from ._common import (PROG, CLIError, add_fit_settings, add_quiet, format_bytes, nonnegative_int, region_arg,
+                      set_threads, top_k_arg)
 from .codec import add_encode_options, add_render_file_options, encode_options
 
 EXIT_FAILED = 1  # some files failed; the others were written
 
 
-def _engine(args: argparse.Namespace) -> dict:
-    """Where the tasks run, from --workers, --threads and --scheduler."""
+def executor_options(args: argparse.Namespace, *, local_default: bool = True) -> dict | None:
+    """Where the tasks run (:func:`imagegs.batch.map_tasks`'s keywords), from --workers,
+    --threads and --scheduler. Neither --workers nor --scheduler: the default LocalCluster, or
+    None (this process, as before) where ``local_default`` is False (the benchmarks)."""
     if args.scheduler is not None and (args.workers is not None or args.threads is not None):
         raise CLIError("--workers and --threads size the local cluster; with --scheduler the workers are "
                        "the ones 'dask worker' started (give them --nthreads and NUMBA_NUM_THREADS there)")
-    if args.workers == 0 and args.threads is not None:
-        from ._common import set_threads
-
+    if args.scheduler is None and args.workers is None and not local_default:
+        return None
+    if args.workers == 0:
         set_threads(args.threads)  # in this process
     return {"workers": args.workers, "threads": args.threads, "scheduler": args.scheduler}
 
@@ -79,7 +82,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     options = encode_options(args)
     options.pop("progress")  # the batch's bar, not each fit's
-    engine = _engine(args)
+    engine = executor_options(args)
     out = _output_folder(args.output)
     t0 = time.perf_counter()
     records = encode_folder(args.folder, out, alpha=args.alpha, progress=not args.quiet, verbose=args.verbose,
@@ -91,7 +94,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     """``imagegs batch decode``."""
     from ..batch import decode_folder
 
-    engine = _engine(args)
+    engine = executor_options(args)
     out = _output_folder(args.output)
     t0 = time.perf_counter()
     records = decode_folder(args.folder, out, fmt=args.format, width=args.width, height=args.height,
@@ -103,17 +106,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return _report(records, time.perf_counter() - t0, out)
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    """--workers, --scheduler and -v (--threads comes with the render options)."""
+def add_executor_options(p: argparse.ArgumentParser, *, local_default: bool = True) -> None:
+    """--workers and --scheduler (--threads, threads per worker, comes with the render options)."""
     from ..batch import MEMORY_LIMIT
 
+    default = ("default: one per core, as many as fit in memory at "
+               f"{MEMORY_LIMIT / 2**30:g} GiB each" if local_default else "default: none, all in this process")
     p.add_argument("--workers", type=nonnegative_int, metavar="N",
-                   help=f"worker processes of the local cluster (default: one per core, as many as fit "
-                        f"in memory at {MEMORY_LIMIT / 2**30:g} GiB each; --threads T each, default "
-                        "cores / N); 0 = in this process, without Dask")
+                   help=f"worker processes of a local Dask cluster ({default}); --threads T each, default "
+                        "cores / N; 0 = in this process, without Dask")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (see README, Batch)")
-    p.add_argument("-v", "--verbose", action="store_true", help="a line per file as it finishes")
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser, schedules: list[str]) -> None:
@@ -134,7 +137,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the .igs files")
     add_fit_settings(p, schedules)
     add_encode_options(p)
-    _add_engine_options(p)
+    add_executor_options(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="a line per file as it finishes")
     p.set_defaults(func=cmd_encode)
 
     p = actions.add_parser("decode", parents=[common], help="every .igs file of DIR to an image in OUTDIR",
@@ -146,5 +150,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                    help=f"image format written (default {DEFAULT_FORMAT})")
     add_render_file_options(p)
     add_quiet(p)
-    _add_engine_options(p)
+    add_executor_options(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="a line per file as it finishes")
     p.set_defaults(func=cmd_decode)
