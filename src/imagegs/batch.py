@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write, readable_extensions
+from .io import append_record, atomic_write, readable_extensions
 
 __all__ = ["MANIFEST", "MEMORY_LIMIT", "BatchError", "cluster_size", "decode_folder", "encode_folder", "executor",
            "map_tasks", "scan_folder", "summarize"]
@@ -296,7 +296,7 @@ class Manifest:
         self.path = path
         self.records: dict[str, dict] = {}
         if path.exists():
-            for i, line in enumerate(path.read_text().splitlines()):
+            for line in path.read_text().splitlines():
                 try:
                     rec = json.loads(line)
                     self.records[rec["source"]] = rec
@@ -305,13 +305,7 @@ class Manifest:
 
     def add(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_record(self.path, record)
         self.records[record["source"]] = record
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, read_image, readable_extensions, to_uint8
+from ..io import append_record, atomic_write, read_image, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
 
@@ -214,13 +214,7 @@ class Cache:
                 if settings[r["codec"]] is None or r.get("settings") == settings[r["codec"]]]
 
     def add(self, record: dict) -> None:
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_record(self.path, record)
         self.records[_key(record["codec"], record["image"], record["target_bpp"])] = record
 
 
