@@ -322,3 +322,13 @@ def test_bench_sr_on_a_cluster_keeps_items_and_fits_here(tmp_path, cluster):
     assert [p.name for p in (tmp_path / "there" / "fits").iterdir()] == \
         [p.name for p in (tmp_path / "here" / "fits").iterdir()]
     assert len(list((tmp_path / "there" / "items").iterdir())) == 3
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(batch, "CONNECT_TIMEOUT", "1s")
+    make_images(tmp_path / "src", 1)
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["batch", "encode", str(tmp_path / "src"), "-o", str(tmp_path / "out"), *FAST_CLI,
+                 "--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"imagegs: error: --scheduler {address}: cannot connect"), err

@@ -50,6 +50,7 @@ MEMORY_LIMIT = 4 * 2**30
 MANIFEST = "manifest.jsonl"
 IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
+CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
 
 
@@ -122,10 +123,11 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
 
     if scheduler is not None:
         try:
-            with Client(scheduler, timeout="20s") as c:
-                yield c
-        except OSError as e:  # dask raises OSError("Timed out trying to connect to ...")
+            c = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError) as e:  # dask: OSError("Timed out trying to connect to ..."), bad address
             raise BatchError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        with c:
+            yield c
         return
     import logging
 
@@ -173,15 +175,15 @@ def map_tasks(fn: Callable, items: Iterable, *, client: Any = None, workers: int
         raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        with executor(client, workers=workers, threads=threads, scheduler=scheduler, warm=warm) as c:
+    with executor(client, workers=workers, threads=threads, scheduler=scheduler, warm=warm) as c:
+        bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        try:
             run = _run_local if c is None else _run_dask
             for index, result in run(c, fn, items, common or {}, errors):
                 bar.update(1)
                 yield index, result
-    finally:
-        bar.close()
+        finally:
+            bar.close()
 
 
 def _run_local(_client: None, fn: Callable, items: Iterable, common: dict, errors: str
@@ -365,8 +367,11 @@ def _run_folder(src: Path, dst: Path, scan: Scan, task: Callable, common: dict, 
                             errors="return", warm=warm)
         for index, result in results:
             rel, digest = todo[index]
-            if isinstance(result, BaseException):  # the worker died 3 times, or fn failed before its own catch
-                result = {"source": rel, "status": "failed", "error": _one_line(result, rel), "files": {}}
+            if isinstance(result, BaseException):  # the workers died, or the task failed outside its own catch
+                error = (f"{rel}: the workers running it died (out of memory? each has "
+                         f"{MEMORY_LIMIT / 2**30:g} GiB in the default cluster)"
+                         if type(result).__name__ == "KilledWorker" else _one_line(result, rel))
+                result = {"source": rel, "status": "failed", "error": error, "files": {}}
             files = result.pop("files", {})
             for name, data in files.items():
                 atomic_write(dst / name, lambda tmp, b=data: Path(tmp).write_bytes(b))
