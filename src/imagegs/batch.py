@@ -52,6 +52,8 @@ IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
 CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
+_SCATTER_BYTES = 1 << 20  # shared task arguments larger than this go to the workers once, not per task
+_LOST_TASK_RETRIES = 3  # a task the scheduler dropped (cancelled, not failed) is submitted again
 
 
 class BatchError(ValueError):
@@ -202,16 +204,25 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
               ) -> Iterator[tuple[int, Any]]:
     from distributed import as_completed
 
-    shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
+    def share() -> dict:
+        """``common`` for client.submit: large values scattered to every worker once, small ones
+        (settings) sent inline with each task (nothing to lose when a worker dies)."""
+        return {k: client.scatter(v, broadcast=True) if _pickled_size(v) > _SCATTER_BYTES else v
+                for k, v in common.items()}
+
+    shared = share()
     queue = iter(enumerate(items))
-    index_of: dict[str, int] = {}
+    task_of: dict[str, tuple[int, Any, int]] = {}  # future key -> (index, item, resubmissions)
     pending = as_completed()
+
+    def launch(index: int, item: Any, tries: int) -> None:
+        future = client.submit(fn, item, pure=False, **shared)
+        task_of[future.key] = (index, item, tries)
+        pending.add(future)
 
     def submit(count: int) -> None:
         for index, item in queue:
-            future = client.submit(fn, item, pure=False, **shared)
-            index_of[future.key] = index
-            pending.add(future)
+            launch(index, item, 0)
             count -= 1
             if count <= 0:
                 return
@@ -219,9 +230,17 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     submit(_in_flight(client))
     try:
         for future in pending:
-            index = index_of.pop(future.key)
-            if future.status == "error":
-                exc = future.exception()
+            index, item, tries = task_of.pop(future.key)
+            if future.status == "cancelled" and tries < _LOST_TASK_RETRIES:
+                # the scheduler dropped the task ("already forgotten": a worker holding its
+                # input died): not an error of fn, so send the shared values again and rerun it
+                future.release()
+                shared = share()
+                launch(index, item, tries + 1)
+                continue
+            if future.status in ("error", "cancelled"):
+                exc = future.exception() if future.status == "error" else RuntimeError(
+                    f"the task was lost {tries + 1} times (workers died)")
                 if errors == "raise":
                     raise exc
                 result = exc
@@ -233,6 +252,15 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     finally:
         for future in pending.futures:  # interrupted: stop what is still queued or running
             future.cancel()
+
+
+def _pickled_size(value: Any) -> int:
+    import pickle
+
+    try:
+        return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # cloudpickle-only objects (closures): assume large
+        return _SCATTER_BYTES + 1
 
 
 def worker_name() -> str:
