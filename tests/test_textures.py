@@ -296,6 +296,24 @@ def test_bench_textures_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     assert rc == 0 and calls == []  # everything came from the cache
 
 
+def test_bench_textures_through_the_executor_gives_the_same_records(tmp_path, monkeypatch):
+    """``executor={"workers": 0}``: the batch executor's in-process loop, the stacks' maps sent
+    with each task (not read by it)."""
+    make_stack(tmp_path / "stacks" / "rock", size=32)
+    monkeypatch.setattr(bench, "load_stack", lambda folder, max_side=None, _real=bench.load_stack: (
+        calls.append(folder), _real(folder, max_side=max_side))[1])
+    calls: list = []
+    kw = {"rates": [8], "methods": "astc-12x12,jpeg", "progress": False}
+    here = bench.run_textures(tmp_path / "stacks", tmp_path / "a", **kw)
+    calls.clear()
+    there = bench.run_textures(tmp_path / "stacks", tmp_path / "b", executor={"workers": 0}, **kw)
+    assert len(calls) == 2  # the check before any work, and once to send the maps; no task read them
+    def strip(recs):  # without the timings
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in recs]
+
+    assert strip(here["records"]) == strip(there["records"]) and len(there["records"]) == 2
+
+
 def test_bench_textures_bad_input(tmp_path, capsys):
     rc, _, err = _run(capsys, "bench", "textures", "--stacks", tmp_path, "--out", tmp_path / "o")
     assert rc == 2 and "no sub-folders" in err

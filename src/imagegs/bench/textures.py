@@ -216,9 +216,11 @@ def run_task(task: dict) -> dict:
     """One (stack, method, rate) task (a dict from :func:`plan`) -> its record (a JSON-able dict).
 
     Encodes the stack, decodes it, measures every map; wall and CPU seconds of the whole task.
+    The maps are read from ``task["stack"]``, or taken from ``task["image"]`` (an :class:`Image`
+    from :func:`load_stack`) when the runner sends them along (workers on other machines).
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    stack = load_stack(task["stack"], max_side=task.get("max_side"))
+    stack = task.get("image") or load_stack(task["stack"], max_side=task.get("max_side"))
     maps = _split(stack)
     method, rate = task["method"], task["rate"]
     h, w = stack.height, stack.width
@@ -266,10 +268,13 @@ def run_textures(stacks: str | os.PathLike, out: str | os.PathLike, *,
                  rates: Sequence[float] | str = DEFAULT_RATES, methods: Sequence[str] | str = "all",
                  max_side: int | None = None, schedule: str = DEFAULT_SCHEDULE,
                  map_weights: dict | str | None = None, steps: int | None = None, progress: bool = True,
-                 report: bool = True) -> dict:
+                 report: bool = True, executor: dict | None = None) -> dict:
     """Run (or continue) the benchmark on every stack of the folder ``stacks``; write the report
     under ``out`` and return its summary (``summary["lines"]``: text for the terminal).
-    ``steps``: cap on the imagegs fit steps (default: the schedule's)."""
+    ``steps``: cap on the imagegs fit steps (default: the schedule's). ``executor``: None (default)
+    runs the tasks here, in order; otherwise the keyword arguments of
+    :func:`imagegs.batch.map_tasks` (``workers``, ``scheduler``, ``client``...): the tasks run in
+    parallel, each with its stack's maps sent along, and each record is cached as it comes back."""
     from tqdm import tqdm
 
     from ..fitting import SCHEDULES
@@ -295,7 +300,15 @@ def run_textures(stacks: str | os.PathLike, out: str | os.PathLike, *,
             if not cache.reusable(_Key(t["method"], settings_of(t)), Path(t["stack"]).name, t["rate"])]
     bar = tqdm(total=len(todo), desc="textures", unit="point", disable=not progress, file=sys.stderr)
     try:
-        for t in todo:
+        if executor is not None:
+            from ..batch import map_tasks
+
+            images = {s: load_stack(s, max_side=max_side) for s in dict.fromkeys(t["stack"] for t in todo)}
+            for _, rec in map_tasks(run_task, [dict(t, image=images[t["stack"]]) for t in todo],
+                                    progress=False, **executor):
+                cache.add(rec)
+                bar.update(1)
+        for t in todo if executor is None else []:
             bar.set_postfix_str(f"{t['method']} {Path(t['stack']).name}"
                                 + ("" if t["rate"] is None else f" {t['rate']:g}"))
             cache.add(run_task(t))

@@ -55,7 +55,8 @@ def cmd_textures(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     summary = run_textures(args.stacks, args.out, rates=args.rates, methods=args.methods,
                            max_side=args.max_side, schedule=args.schedule, map_weights=args.map_weights,
-                           steps=args.steps, progress=not args.quiet)
+                           steps=args.steps, progress=not args.quiet,
+                           executor=executor_options(args, local_default=False))
     for line in summary.get("lines", []):
         print(line)
     return 0
@@ -187,6 +188,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=textures.DEFAULT_SCHEDULE,
                    help=f"imagegs fit schedule (default {textures.DEFAULT_SCHEDULE})")
     p.add_argument("--steps", type=positive_int, metavar="S", help="cap on the imagegs fit steps (quick checks)")
+    add_executor_options(p, local_default=False)
     p.add_argument("--map-weights", metavar="NAME:W,...",
                    help="loss weights of the joint fit per map name or kind (default: the library's)")
     add_threads(p)
