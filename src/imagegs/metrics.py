@@ -103,3 +103,24 @@ def angular_error(reference, decoded) -> float:
     norms = torch.linalg.vector_norm(a, dim=0) * torch.linalg.vector_norm(b, dim=0)
     cos = (a * b).sum(0) / norms.clamp_min(1e-12)
     return float(torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).mean())
+
+
+def map_quality(reference: torch.Tensor, decoded: torch.Tensor, groups: list[tuple[str, int]] | None,
+                kinds: list[str] | None) -> list[dict]:
+    """Per map of a (C, H, W) stack: name, kind, PSNR and SSIM of the 8-bit maps
+    (:func:`quality_8bit`), and for normal maps the mean angular error in degrees
+    (:func:`angular_error`, on the 8-bit maps)."""
+    from .io import to_uint8
+    from .textures import COLOUR, NORMAL, group_slices
+
+    groups = groups or [("image", reference.shape[0])]
+    kinds = list(kinds) if kinds else [COLOUR] * len(groups)
+    out = []
+    for (name, _), sl, kind in zip(groups, group_slices(groups), kinds):
+        psnr, ssim = quality_8bit(decoded[sl], reference[sl])
+        row = {"map": name, "kind": kind, "psnr": psnr, "ssim": ssim}
+        if kind == NORMAL:
+            ref8, dec8 = (torch.from_numpy(to_uint8(x[sl])).permute(2, 0, 1) / 255.0 for x in (reference, decoded))
+            row["angle"] = angular_error(ref8, dec8)
+        out.append(row)
+    return out

@@ -25,7 +25,7 @@ import torch
 
 __all__ = ["KINDS", "COLOUR", "NORMAL", "SCALAR", "SUFFIXES", "DEFAULT_KIND_WEIGHTS", "TextureError",
            "kind_from_name", "parse_maps", "parse_map_weights", "assign_kinds", "as_scalar", "check_normal",
-           "renormalize_normals", "channel_weights", "finish_maps", "map_quality"]
+           "renormalize_normals", "channel_weights", "finish_maps", "group_slices"]
 
 COLOUR, NORMAL, SCALAR = "colour", "normal", "scalar"
 KINDS = (COLOUR, NORMAL, SCALAR)
@@ -163,7 +163,8 @@ def renormalize_normals(encoded: torch.Tensor) -> torch.Tensor:
     return ((n + 1) / 2).to(encoded.dtype)
 
 
-def _slices(groups: Sequence[tuple[str, int]]) -> list[slice]:
+def group_slices(groups: Sequence[tuple[str, int]]) -> list[slice]:
+    """The channel slice of each group of a stack, in order."""
     starts = np.cumsum([0] + [int(c) for _, c in groups])
     return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
 
@@ -176,7 +177,7 @@ def finish_maps(pixels: torch.Tensor, groups: Sequence[tuple[str, int]] | None,
         return pixels
     groups = groups or [("image", pixels.shape[0])]
     out = pixels.clone()
-    for sl, kind in zip(_slices(groups), kinds):
+    for sl, kind in zip(group_slices(groups), kinds):
         if kind == NORMAL and sl.stop - sl.start == NORMAL_CHANNELS:
             out[sl] = renormalize_normals(pixels[sl])
     return out
@@ -201,23 +202,3 @@ def channel_weights(groups: Sequence[tuple[str, int]], kinds: Sequence[str] | No
     column = torch.cat([torch.full((c,), float(w), dtype=torch.float64) for (_, c), w in zip(groups, per_map)])
     return column.view(-1, 1, 1)
 
-
-def map_quality(reference: torch.Tensor, decoded: torch.Tensor, groups: Sequence[tuple[str, int]] | None,
-                kinds: Sequence[str] | None) -> list[dict]:
-    """Per map of a (C, H, W) stack: name, kind, PSNR and SSIM of the 8-bit maps
-    (:func:`imagegs.metrics.quality_8bit`), and for normal maps the mean angular error in degrees
-    (:func:`imagegs.metrics.angular_error`, on the 8-bit maps)."""
-    from .io import to_uint8
-    from .metrics import angular_error, quality_8bit
-
-    groups = groups or [("image", reference.shape[0])]
-    kinds = list(kinds) if kinds else [COLOUR] * len(groups)
-    out = []
-    for (name, _), sl, kind in zip(groups, _slices(groups), kinds):
-        psnr, ssim = quality_8bit(decoded[sl], reference[sl])
-        row = {"map": name, "kind": kind, "psnr": psnr, "ssim": ssim}
-        if kind == NORMAL:
-            ref8, dec8 = (torch.from_numpy(to_uint8(x[sl])).permute(2, 0, 1) / 255.0 for x in (reference, decoded))
-            row["angle"] = angular_error(ref8, dec8)
-        out.append(row)
-    return out

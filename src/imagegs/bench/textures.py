@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from ..io import Image, atomic_write, read_image, to_uint8
-from ..textures import SCALAR, map_quality, parse_map_weights
+from ..metrics import map_quality
+from ..textures import SCALAR, parse_map_weights
 from .codecs import TEXTURES, get_codec, search_quality
 from .rd import Cache, RDError, parse_bpp
 

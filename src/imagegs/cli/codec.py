@@ -16,8 +16,8 @@ from pathlib import Path
 from .. import _jit
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ..io import read_source, write_images
-from ..metrics import quality_8bit
-from ..textures import DEFAULT_KIND_WEIGHTS, finish_maps, map_quality, parse_map_weights
+from ..metrics import map_quality, quality_8bit
+from ..textures import DEFAULT_KIND_WEIGHTS, finish_maps, parse_map_weights
 from ._common import (add_fit_options, fit_kwargs, CLIError, add_decode_options, add_size_options, check_output,
                       decode_kwargs, format_bytes, fraction, nonnegative_int, output_depths, positive_float,
                       positive_int, set_threads, size_from_args, top_k_arg)
