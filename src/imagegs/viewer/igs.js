@@ -1,4 +1,5 @@
-// The .igs decoder of the viewer, written from docs/format.md (version 1): header, level blocks,
+// The .igs decoder of the viewer, written from docs/format.md (versions 1 and 2; field 13, the map
+// kinds of texture sets, is accepted but not used: maps are shown as rendered): header, level blocks,
 // CRC-32, the adaptive range coder (coder 4), Morton positions, column predictors and float32
 // dequantisation. It mirrors imagegs.igsfile.unpack check for check, with the same messages, so
 // that a corrupt file reads the same in the page as on the command line.
@@ -19,13 +20,13 @@ export class IGSFileError extends Error {
 }
 
 export const MAGIC = [0x89, 0x49, 0x47, 0x53, 0x0d, 0x0a, 0x1a, 0x0a];
-const VERSION = 1;
+const VERSION = 2; // the newest version read: 2 = 1 + the map-kinds field 13 (texture sets)
 const MAX_SIDE = 2 ** 20, MAX_CHANNELS = 1024, MAX_LEVELS = 64, MAX_GAUSSIANS = 2 ** 24;
 const MAX_HEADER = 2 ** 20, MAX_TOP_K = 64, MIN_BITS = 4, MAX_BITS = 16;
 const RANGE_CODER = 4;
 const CODER_NAMES = { 1: "brotli", 2: "lzma", 3: "zstd", 4: "range" };
 const REQUIRED = [1, 2, 3, 4, 5, 6, 7, 8, 9];
-const KNOWN = new Set([...REQUIRED, 10, 11, 12]);
+const KNOWN = { 1: new Set([...REQUIRED, 10, 11, 12]), 2: new Set([...REQUIRED, 10, 11, 12, 13]) };
 const DEFAULT_NAMES = { 1: ["L"], 2: ["L", "A"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "A"] };
 
 // -- CRC-32 (zlib/PNG) ---------------------------------------------------------------------------
@@ -97,8 +98,8 @@ function parseHeader(data) {
   }
   const r = new Reader(data, MAGIC.length, data.length, "header");
   const version = r.take(1)[0];
-  if (version !== VERSION) {
-    throw new IGSFileError(`unsupported .igs version ${version} (this viewer reads version ${VERSION})`);
+  if (version < 1 || version > VERSION) {
+    throw new IGSFileError(`unsupported .igs version ${version} (this viewer reads versions 1..${VERSION})`);
   }
   const n = r.varint(MAX_HEADER);
   const raw = r.take(n);
@@ -109,7 +110,7 @@ function parseHeader(data) {
   while (!hr.done()) {
     const fid = hr.varint();
     const body = hr.take(hr.varint(raw.length));
-    if (!KNOWN.has(fid)) throw new IGSFileError(`unknown header field ${fid} (written by a newer imagegs?)`);
+    if (!KNOWN[version].has(fid)) throw new IGSFileError(`unknown header field ${fid} (written by a newer imagegs?)`);
     if (fields.has(fid)) throw new IGSFileError(`header field ${fid} appears twice`);
     fields.set(fid, body);
   }
