@@ -51,6 +51,7 @@ MANIFEST = "manifest.jsonl"
 IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
 CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
+SCATTER_BYTES = 2**20  # common task arguments larger than this go to each worker once
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
 
 
@@ -159,8 +160,8 @@ def map_tasks(fn: Callable, items: Iterable, *, client: Any = None, workers: int
     Where: see :func:`executor` (``client``, ``scheduler``, ``workers``/``threads`` of a
     LocalCluster; ``workers=0``: in this process, in order, without Dask). ``fn`` and the items
     must pickle (Dask uses cloudpickle: closures are fine). ``common``: keyword arguments shared
-    by every call, sent to each worker once (large objects such as a model belong here, not in
-    the items). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
+    by every call (large objects such as a model belong here, not in the items: those over
+    :data:`SCATTER_BYTES` pickled are sent to each worker once, the others travel with each task). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
     ahead, so a generator that reads files holds few of them in memory at once.
 
     ``errors="raise"``: an exception in ``fn`` is raised here (the other tasks are cancelled);
@@ -198,11 +199,22 @@ def _run_local(_client: None, fn: Callable, items: Iterable, common: dict, error
         yield index, result
 
 
+def _shared(client: Any, common: dict) -> dict:
+    """``common`` for the tasks: large values sent to every worker once (a future each; the
+    tasks name it), small ones inline in each task. Inline is what survives any worker's death:
+    scattered data is lost with the last worker that holds it, so only what is worth the risk
+    (more than :data:`SCATTER_BYTES`, e.g. a model) is scattered, to every worker."""
+    import cloudpickle
+
+    return {k: client.scatter([v], broadcast=True, hash=False)[0]
+            if len(cloudpickle.dumps(v)) > SCATTER_BYTES else v for k, v in common.items()}
+
+
 def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: str
               ) -> Iterator[tuple[int, Any]]:
     from distributed import as_completed
 
-    shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
+    shared = _shared(client, common)
     queue = iter(enumerate(items))
     index_of: dict[str, int] = {}
     pending = as_completed()
