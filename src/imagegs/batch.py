@@ -51,8 +51,9 @@ MANIFEST = "manifest.jsonl"
 IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
 CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
-SCATTER_BYTES = 2**20  # common task arguments larger than this go to each worker once
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
+_SCATTER_BYTES = 1 << 20  # shared task arguments larger than this go to the workers once, not per task
+_LOST_TASK_RETRIES = 3  # a task the scheduler dropped (cancelled, not failed) is submitted again
 
 
 class BatchError(ValueError):
@@ -160,8 +161,8 @@ def map_tasks(fn: Callable, items: Iterable, *, client: Any = None, workers: int
     Where: see :func:`executor` (``client``, ``scheduler``, ``workers``/``threads`` of a
     LocalCluster; ``workers=0``: in this process, in order, without Dask). ``fn`` and the items
     must pickle (Dask uses cloudpickle: closures are fine). ``common``: keyword arguments shared
-    by every call (large objects such as a model belong here, not in the items: those over
-    :data:`SCATTER_BYTES` pickled are sent to each worker once, the others travel with each task). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
+    by every call, sent to each worker once (large objects such as a model belong here, not in
+    the items). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
     ahead, so a generator that reads files holds few of them in memory at once.
 
     ``errors="raise"``: an exception in ``fn`` is raised here (the other tasks are cancelled);
@@ -199,31 +200,29 @@ def _run_local(_client: None, fn: Callable, items: Iterable, common: dict, error
         yield index, result
 
 
-def _shared(client: Any, common: dict) -> dict:
-    """``common`` for the tasks: large values sent to every worker once (a future each; the
-    tasks name it), small ones inline in each task. Inline is what survives any worker's death:
-    scattered data is lost with the last worker that holds it, so only what is worth the risk
-    (more than :data:`SCATTER_BYTES`, e.g. a model) is scattered, to every worker."""
-    import cloudpickle
-
-    return {k: client.scatter([v], broadcast=True, hash=False)[0]
-            if len(cloudpickle.dumps(v)) > SCATTER_BYTES else v for k, v in common.items()}
-
-
 def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: str
               ) -> Iterator[tuple[int, Any]]:
     from distributed import as_completed
 
-    shared = _shared(client, common)
+    def share() -> dict:
+        """``common`` for client.submit: large values scattered to every worker once, small ones
+        (settings) sent inline with each task (nothing to lose when a worker dies)."""
+        return {k: client.scatter(v, broadcast=True) if _pickled_size(v) > _SCATTER_BYTES else v
+                for k, v in common.items()}
+
+    shared = share()
     queue = iter(enumerate(items))
-    index_of: dict[str, int] = {}
+    task_of: dict[str, tuple[int, Any, int]] = {}  # future key -> (index, item, resubmissions)
     pending = as_completed()
+
+    def launch(index: int, item: Any, tries: int) -> None:
+        future = client.submit(fn, item, pure=False, **shared)
+        task_of[future.key] = (index, item, tries)
+        pending.add(future)
 
     def submit(count: int) -> None:
         for index, item in queue:
-            future = client.submit(fn, item, pure=False, **shared)
-            index_of[future.key] = index
-            pending.add(future)
+            launch(index, item, 0)
             count -= 1
             if count <= 0:
                 return
@@ -231,9 +230,17 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     submit(_in_flight(client))
     try:
         for future in pending:
-            index = index_of.pop(future.key)
-            if future.status == "error":
-                exc = future.exception()
+            index, item, tries = task_of.pop(future.key)
+            if future.status == "cancelled" and tries < _LOST_TASK_RETRIES:
+                # the scheduler dropped the task ("already forgotten": a worker holding its
+                # input died): not an error of fn, so send the shared values again and rerun it
+                future.release()
+                shared = share()
+                launch(index, item, tries + 1)
+                continue
+            if future.status in ("error", "cancelled"):
+                exc = future.exception() if future.status == "error" else RuntimeError(
+                    f"the task was lost {tries + 1} times (workers died)")
                 if errors == "raise":
                     raise exc
                 result = exc
@@ -245,6 +252,15 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     finally:
         for future in pending.futures:  # interrupted: stop what is still queued or running
             future.cancel()
+
+
+def _pickled_size(value: Any) -> int:
+    import pickle
+
+    try:
+        return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # cloudpickle-only objects (closures): assume large
+        return _SCATTER_BYTES + 1
 
 
 def worker_name() -> str:
