@@ -68,3 +68,6 @@ run python -m imagegs bench rd --images "$IMAGES" --codecs all --out $R/rd
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --threads 2 --methods liif,bicubic,lanczos
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --threads 2 --methods gaussians
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --cached-only
+
+# Batch throughput: 1 and 2 workers against a shell loop, scheduler overhead (resumable)
+run python benchmarks/batch_speed.py --images "$IMAGES" --count 4 --max-side 256 --bpp 0.3 --json $R/batch_speed.json

@@ -161,8 +161,8 @@ def map_tasks(fn: Callable, items: Iterable, *, client: Any = None, workers: int
     Where: see :func:`executor` (``client``, ``scheduler``, ``workers``/``threads`` of a
     LocalCluster; ``workers=0``: in this process, in order, without Dask). ``fn`` and the items
     must pickle (Dask uses cloudpickle: closures are fine). ``common``: keyword arguments shared
-    by every call, sent to each worker once (large objects such as a model belong here, not in
-    the items). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
+    by every call (large objects such as a model belong here, not in the items: those over 1 MiB
+    pickled go to each worker once, the others travel with each task). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
     ahead, so a generator that reads files holds few of them in memory at once.
 
     ``errors="raise"``: an exception in ``fn`` is raised here (the other tasks are cancelled);
