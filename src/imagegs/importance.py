@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["importance_map", "face_boxes", "steering_weights", "region_mask", "check_strength",
+__all__ = ["importance_map", "face_boxes", "boxes_mask", "steering_weights", "region_mask", "check_strength",
            "SOURCES", "DEFAULT_IMPORTANCE_STRENGTH", "MAX_IMPORTANCE_STRENGTH", "REGION_SHARE"]
 
 SOURCES = ("saliency", "faces")  # the computed importance sources (besides a map file or array)
@@ -107,17 +107,24 @@ def face_boxes(image) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
 
+def boxes_mask(boxes, height: int, width: int) -> np.ndarray:
+    """(height, width) bool: True inside any of the (x0, y0, x1, y1) pixel boxes."""
+    mask = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in boxes:
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
 def _faces_map(image: torch.Tensor) -> np.ndarray:
     cv2 = _cv2()
     h, w = image.shape[1:]
     out = np.zeros((h, w), np.float32)
-    for x0, y0, x1, y1 in face_boxes(image):
-        box = np.zeros((h, w), np.float32)
-        box[y0:y1, x0:x1] = 1.0
-        sigma = FACE_SOFTNESS * max(x1 - x0, y1 - y0)
-        soft = cv2.GaussianBlur(box, (0, 0), sigma)
+    for box in face_boxes(image):
+        inside = boxes_mask([box], h, w)
+        sigma = FACE_SOFTNESS * max(box[2] - box[0], box[3] - box[1])
+        soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma)
         soft = soft / max(float(soft.max()), 1e-12)
-        soft[y0:y1, x0:x1] = 1.0  # the box itself stays fully important; the blur only adds a margin
+        soft[inside] = 1.0  # the box itself stays fully important; the blur only adds a margin
         out = np.maximum(out, soft)
     return out
 
@@ -196,10 +203,7 @@ def importance_map(image, spec, *, height: int | None = None, width: int | None 
 
 
 def region_mask(importance: np.ndarray, *, share: float = REGION_SHARE) -> np.ndarray:
-    """The "important region" of a map, (H, W) bool: where it is 1 (e.g. inside face boxes) if that
-    covers up to ``share`` of the pixels and at least one, else its top ``share`` of pixels."""
+    """The "important region" of a map without faces, (H, W) bool: its top ``share`` of pixels
+    (for faces, the region is the boxes themselves: :func:`boxes_mask` of :func:`face_boxes`)."""
     m = np.asarray(importance)
-    full = m >= 1.0
-    if 0 < full.mean() <= share:
-        return full
     return m >= np.quantile(m, 1.0 - share)
