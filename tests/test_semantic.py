@@ -13,8 +13,14 @@ from PIL import Image as PILImage
 
 import imagegs
 from imagegs.cli import main
-from imagegs.importance import (DEFAULT_IMPORTANCE_STRENGTH, boxes_mask, face_boxes, importance_map,
-                                region_mask, steering_weights)
+from imagegs.importance import (
+    DEFAULT_IMPORTANCE_STRENGTH,
+    boxes_mask,
+    face_boxes,
+    importance_map,
+    region_mask,
+    steering_weights,
+)
 
 
 def _pattern(h: int = 48, w: int = 48) -> np.ndarray:

@@ -129,6 +129,11 @@ class _Job:
         """What refine and the colour polish weight the error with: the fit's pixel weights, steered."""
         return steered_pixel_weights(self.fit_options.get("pixel_weights"), self.steering, tuple(self.target.shape))
 
+    @property
+    def error_weights(self) -> torch.Tensor | None:
+        """The (H, W) importance weights the rate control's choices count the error with (None: uniform)."""
+        return None if self.steering is None else torch.as_tensor(self.steering, dtype=torch.float32)
+
     def packer(self, bits: Bits, ranges: QuantizedGaussians | None = None) -> Pack:
         """``pack(model, levels) -> (bytes, decoder's model)`` with this job's header fields."""
         return functools.partial(_pack, bits=bits, top_k=self.top_k, metadata=self.metadata, ranges=ranges)
@@ -173,7 +178,7 @@ def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int)
     """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, colours polished, pruned
     again if polishing grew the file (it changes the colour codes, hence the size)."""
     n_fit = g.num
-    got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k)
+    got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k, job.error_weights)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
     data, gq, levels, kept = got
@@ -181,7 +186,7 @@ def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int)
         kept = _refined(job, kept)
     if job.polish_steps:
         gp, grid = _polished(job, kept, bits)
-        got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k)
+        got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k, job.error_weights)
         if got is not None:
             data, gq, levels, _ = got
     return job.encoded(data, gq, bits, levels, attempt, dict(g.fit_info, fitted=n_fit, pruned=n_fit - gq.num))
@@ -213,7 +218,7 @@ def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits
 
 def _closest(job: _Job, encs: list[Encoded]) -> Encoded:
     """Of files at the same rate with different bit depths, the one that decodes closest."""
-    errors = [decoded_mse(e.gaussians, job.target, job.top_k) for e in encs]
+    errors = [decoded_mse(e.gaussians, job.target, job.top_k, job.error_weights) for e in encs]
     best = encs[int(np.argmin(errors))]
     best.fits = sum(e.fits for e in encs)  # separate fits (one fit's files: _at_rate counts)
     best.fit_info = dict(best.fit_info, bits_tried=[str(e.bits) for e in encs],

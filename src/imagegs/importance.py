@@ -35,8 +35,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["importance_map", "face_boxes", "boxes_mask", "steering_weights", "region_mask", "check_strength",
-           "SOURCES", "DEFAULT_IMPORTANCE_STRENGTH", "MAX_IMPORTANCE_STRENGTH", "REGION_SHARE"]
+__all__ = [
+    "DEFAULT_IMPORTANCE_STRENGTH",
+    "MAX_IMPORTANCE_STRENGTH",
+    "REGION_SHARE",
+    "SOURCES",
+    "boxes_mask",
+    "check_strength",
+    "face_boxes",
+    "importance_map",
+    "region_mask",
+    "steering_weights",
+]
 
 SOURCES = ("saliency", "faces")  # the computed importance sources (besides a map file or array)
 DEFAULT_IMPORTANCE_STRENGTH = 4.0  # see docs/notes/semantic.md for the sweep that chose it

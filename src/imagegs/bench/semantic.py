@@ -38,13 +38,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..importance import (DEFAULT_IMPORTANCE_STRENGTH, SOURCES, boxes_mask, check_strength, face_boxes,
-                          importance_map, region_mask)
+from ..importance import (
+    DEFAULT_IMPORTANCE_STRENGTH,
+    SOURCES,
+    boxes_mask,
+    check_strength,
+    face_boxes,
+    importance_map,
+    region_mask,
+)
 from ..io import atomic_write
 from .rd import Cache, RDError, load_image, parse_bpp
 
-__all__ = ["METHODS", "SAMPLES", "DEFAULT_BPP", "DEFAULT_MAX_SIDE", "IMPORTANCE_CHOICES", "make_tasks",
-           "run_task", "run", "summarise", "format_table", "region_quality"]
+__all__ = [
+    "DEFAULT_BPP",
+    "DEFAULT_MAX_SIDE",
+    "IMPORTANCE_CHOICES",
+    "METHODS",
+    "SAMPLES",
+    "format_table",
+    "make_tasks",
+    "region_quality",
+    "run",
+    "run_task",
+    "summarise",
+]
 
 METHODS = ("imagegs", "imagegs-importance", "jpeg", "avif")
 SAMPLES = ("astronaut", "skimage:chelsea", "skimage:coffee")
@@ -219,7 +237,7 @@ def format_table(summary: dict) -> str:
     """A markdown table: per method and rate, PSNR and SSIM inside / outside the region."""
     lines = ["| method | bpp target | bpp | PSNR in | PSNR out | SSIM in | SSIM out | images |",
              "|---|---|---|---|---|---|---|---|"]
-    f = lambda v, s: "–" if v is None else format(v, s)  # noqa: E731
+    f = lambda v, s: "–" if v is None else format(v, s)
     for m in summary["methods"]:
         for b, row in summary["table"][m].items():
             n = f"{row['images']}" + (f" (+{row['below_floor']} below floor)" if row["below_floor"] else "")
