@@ -139,7 +139,7 @@ def test_bench_semantic_end_to_end(tmp_path, capsys):
     PILImage.fromarray(img).save(path)
     out = tmp_path / "out"
     args = ["bench", "semantic", "--images", str(path), "--out", str(out), "--bpp", "1.5",
-            "--importance", "saliency", "--max-side", "0", "--quiet"]
+            "--importance", "saliency", "--max-side", "0", "--steps", "60", "--quiet"]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "imagegs-importance" in table and "PSNR in" in table

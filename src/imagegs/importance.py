@@ -8,8 +8,9 @@
 - ``"saliency"``: OpenCV contrib's static saliency, spectral residual (Hou & Zhang 2007),
   blurred with a Gaussian of ``SALIENCY_BLUR`` times the long side and scaled to max 1. Chosen
   over the fine-grained detector by measurement: of the top 20 % of each map, 76 % (spectral
-  residual) against 65 % (fine-grained) fell inside hand-drawn subject boxes on scikit-image's
-  astronaut, chelsea and coffee (benchmarks/saliency_choice.py; docs/notes/semantic.md);
+  residual, this blur) against at best 67 % (fine-grained) fell inside hand-drawn subject boxes
+  (about half of each image) on scikit-image's astronaut, chelsea and coffee
+  (benchmarks/saliency_choice.py);
 - ``"faces"``: the frontal-face Haar cascade that ships inside the OpenCV wheel
   (``cv2.data.haarcascades``): 1 inside each face box, falling off smoothly outside it (a
   Gaussian blur of ``FACE_SOFTNESS`` times the box side); all zeros when no face is found;
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 SOURCES = ("saliency", "faces")  # the computed importance sources (besides a map file or array)
-DEFAULT_IMPORTANCE_STRENGTH = 4.0  # see docs/notes/semantic.md for the sweep that chose it
+DEFAULT_IMPORTANCE_STRENGTH = 8.0  # the sweep in docs/notes/semantic.md: the largest gain inside for < 1 dB lost outside
 MAX_IMPORTANCE_STRENGTH = 1000.0  # beyond this the unimportant pixels' weights vanish in float32
 SALIENCY_BLUR = 0.05  # Gaussian std of the saliency blur, as a share of the image's long side
 FACE_SOFTNESS = 0.15  # Gaussian std of the fall-off around a face box, as a share of its side

@@ -86,7 +86,7 @@ def _method_settings(task: dict) -> str:
         from .codecs import get_codec
 
         return get_codec(_BASELINES[task["method"]]).settings
-    extra = {"schedule": task["schedule"]}
+    extra = {"schedule": task["schedule"], **({"steps": task["steps"]} if task["steps"] else {})}
     if task["method"] == "imagegs-importance":
         extra.update(importance=task["importance"], strength=task["strength"])
     return "imagegs " + json.dumps(extra, sort_keys=True)
@@ -94,8 +94,10 @@ def _method_settings(task: dict) -> str:
 
 def make_tasks(images: Sequence[str], *, bpp: Sequence[float], methods: Sequence[str],
                max_side: int | None = DEFAULT_MAX_SIDE, importance: str = "auto",
-               strength: float = DEFAULT_IMPORTANCE_STRENGTH, schedule: str = DEFAULT_SCHEDULE) -> list[dict]:
-    """One task per (image, method, target bpp): plain JSON-able dicts for :func:`run_task`."""
+               strength: float = DEFAULT_IMPORTANCE_STRENGTH, schedule: str = DEFAULT_SCHEDULE,
+               steps: int | None = None) -> list[dict]:
+    """One task per (image, method, target bpp): plain JSON-able dicts for :func:`run_task`
+    (``steps``: imagegs's maximum fit steps, default the schedule's)."""
     bad = sorted(set(methods) - set(METHODS))
     if bad or not methods:
         raise RDError(f"--methods: unknown method {bad[0] if bad else ''!r}; choose from {', '.join(METHODS)}")
@@ -114,7 +116,7 @@ def make_tasks(images: Sequence[str], *, bpp: Sequence[float], methods: Sequence
         for method in methods:
             for t in bpp:
                 task = dict(image=str(spec), name=name, method=method, target_bpp=float(t), max_side=max_side,
-                            importance=importance, strength=strength, schedule=schedule)
+                            importance=importance, strength=strength, schedule=schedule, steps=steps)
                 tasks.append(dict(task, settings=_method_settings(task)))
     return tasks
 
@@ -167,6 +169,8 @@ def run_task(task: dict) -> dict:
         decoded = c.decode(data, height=h, width=w)
     else:
         extra = dict(importance=imp, importance_strength=task["strength"]) if method == "imagegs-importance" else {}
+        if task["steps"]:
+            extra["max_steps"] = task["steps"]
         enc = igs.compress(rgb, bpp=target, schedule=task["schedule"], **extra)
         data, reached, quality = enc.data, True, target
         decoded = igs.decode(data)
@@ -285,14 +289,15 @@ def plot(summary: dict, path: Path) -> Path:
 def run(images: Sequence[str], out: str | os.PathLike, *, bpp: Sequence[float] | str = DEFAULT_BPP,
         methods: Sequence[str] = METHODS, max_side: int | None = DEFAULT_MAX_SIDE, importance: str = "auto",
         strength: float = DEFAULT_IMPORTANCE_STRENGTH, schedule: str = DEFAULT_SCHEDULE,
-        progress: bool = True) -> dict:
+        steps: int | None = None, progress: bool = True) -> dict:
     """Run (or continue) the benchmark: every missing task, then the summary, JSON, plot, table.
 
     Args:
         images: image files or scikit-image samples (``astronaut``, ``skimage:NAME``).
         out: output folder (``records.jsonl``, the cache; ``semantic.json``, ``semantic.png``,
             ``semantic.md``).
-        bpp, methods, max_side, importance, strength, schedule: see the module docstring.
+        bpp, methods, max_side, importance, strength, schedule, steps: see the module docstring
+            and :func:`make_tasks`.
     Returns the summary (:func:`summarise`).
     """
     from tqdm import tqdm
@@ -307,9 +312,9 @@ def run(images: Sequence[str], out: str | os.PathLike, *, bpp: Sequence[float] |
         if not (spec == "astronaut" or spec.startswith("skimage:") or Path(spec).is_file()):
             raise RDError(f"{spec}: no such image file (give files, 'astronaut' or skimage:NAME)")
     tasks = make_tasks(images, bpp=parse_bpp(bpp), methods=methods, max_side=max_side, importance=importance,
-                       strength=strength, schedule=schedule)
+                       strength=strength, schedule=schedule, steps=steps)
     out = Path(out)
-    cache = Cache(out, {"max_side": max_side, "benchmark": "semantic"})
+    cache = Cache(out, {"max_side": max_side, "benchmark": "semantic", "schedule": schedule})
     todo = [t for t in tasks if not cache.reusable(_Key(t), t["name"], t["target_bpp"])]
     bar = tqdm(total=len(todo), desc="semantic", unit="point", disable=not progress, file=sys.stderr)
     try:

@@ -72,7 +72,7 @@ def cmd_semantic(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     summary = run(args.images, args.out, bpp=args.bpp, methods=args.methods, max_side=args.max_side or None,
                   importance=args.importance, strength=args.importance_strength, schedule=args.schedule,
-                  progress=not args.quiet)
+                  steps=args.steps, progress=not args.quiet)
     print(format_table(summary))
     print(f"wrote {Path(args.out) / 'semantic.json'}, semantic.md and semantic.png")
     return 0
@@ -185,6 +185,8 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
                    metavar="S", help="strength of imagegs-importance (default %(default)g)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=semantic.DEFAULT_SCHEDULE,
                    help="imagegs fit schedule (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, metavar="S",
+                   help="imagegs's maximum fit steps (default: the schedule's; fewer for a quick look)")
     add_threads(p)
     add_quiet(p)
     p.set_defaults(func=cmd_semantic)
