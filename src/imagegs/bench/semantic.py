@@ -72,6 +72,7 @@ DEFAULT_SCHEDULE = "fast"
 IMPORTANCE_CHOICES = ("auto",) + SOURCES  # auto: faces where one is found, else saliency
 TARGET_BPP, TARGET_GAIN_IN, TARGET_LOSS_OUT = 0.2, 2.0, 1.0  # the target (dB)
 _BASELINES = {"jpeg": "jpeg-420", "avif": "avif"}  # method -> imagegs.bench.codecs name
+_COLOURS = {"imagegs": "C0", "imagegs-importance": "crimson", "jpeg": "C2", "avif": "C4"}  # in the plot
 _FIELDS = ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "psnr", "ssim", "bpp")
 
 
@@ -272,8 +273,8 @@ def plot(summary: dict, path: Path) -> Path:
                    if r["bpp"] is not None and r[field] is not None]
             if pts:
                 xs, ys = zip(*sorted(pts))
-                style = dict(color="crimson", lw=2.4) if m == "imagegs-importance" else dict(color=f"C{i}", lw=1.4)
-                ax.plot(xs, ys, "o-", label=m, **style)
+                ax.plot(xs, ys, "o-", label=m, color=_COLOURS.get(m, f"C{i}"),
+                        lw=2.4 if m == "imagegs-importance" else 1.4)
         ax.set_xlabel("bits per pixel (whole file)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"PSNR {title}")
