@@ -229,7 +229,13 @@ def summarise(records: Sequence[dict], tasks: Sequence[dict]) -> dict:
         target = dict(bpp=TARGET_BPP, gain_in=g["d_psnr_in"], loss_out=-g["d_psnr_out"],
                       met=g["d_psnr_in"] >= TARGET_GAIN_IN and -g["d_psnr_out"] <= TARGET_LOSS_OUT)
     sources = {r["image"]: r["importance_source"] for r in recs}
+    shares = {r["image"]: r["region_share"] for r in recs}
+    per_image: dict = {}
+    for r in recs:
+        per_image.setdefault(f"{r['target_bpp']:g}", {}).setdefault(r["image"], {})[r["codec"]] = {
+            f: r.get(f) for f in ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "bpp", "reached")}
     return {"methods": methods, "bpp": rates, "table": table, "gains": gains, "target": target,
+            "per_image": per_image, "region_shares": shares,
             "importance_sources": sources, "images": sorted(sources),
             "settings": {k: tasks[0][k] for k in ("max_side", "importance", "strength", "schedule")} if tasks else {},
             "note": "PSNR/SSIM of the decoded 8-bit image inside the important region (face boxes, or "
@@ -248,8 +254,22 @@ def format_table(summary: dict) -> str:
             n = f"{row['images']}" + (f" (+{row['below_floor']} below floor)" if row["below_floor"] else "")
             lines.append(f"| {m} | {b} | {f(row['bpp'], '.3f')} | {f(row['psnr_in'], '.2f')} | "
                          f"{f(row['psnr_out'], '.2f')} | {f(row['ssim_in'], '.4f')} | {f(row['ssim_out'], '.4f')} | {n} |")
+    for b, images in summary["per_image"].items():
+        lines += ["", f"PSNR inside / outside the region at {b} bpp (dB; 'floor': the codec's smallest file "
+                      "is larger than the target):", "",
+                  "| image (region) | " + " | ".join(summary["methods"]) + " |",
+                  "|---|" + "---|" * len(summary["methods"])]
+        for name in sorted(images):
+            cells = []
+            for m in summary["methods"]:
+                r = images[name].get(m)
+                cells.append("–" if r is None else f"{f(r['psnr_in'], '.2f')} / {f(r['psnr_out'], '.2f')}"
+                             + ("" if r["reached"] else " (floor)"))
+            where = f"{summary['importance_sources'][name]}, {summary['region_shares'][name]:.0%}"
+            lines.append(f"| {name} ({where}) | " + " | ".join(cells) + " |")
+    lines.append("")
     for b, g in summary["gains"].items():
-        lines.append(f"\nimportance vs plain at {b} bpp: PSNR in {f(g['d_psnr_in'], '+.2f')} dB, "
+        lines.append(f"importance vs plain at {b} bpp: PSNR in {f(g['d_psnr_in'], '+.2f')} dB, "
                      f"out {f(g['d_psnr_out'], '+.2f')} dB ({len(g['images'])} images)")
     t = summary.get("target")
     if t:
