@@ -39,7 +39,7 @@ from .ratecontrol import (MIN_GAUSSIANS, OVERSHOOT, RATE_TOLERANCE, Pack, RateCo
 from .renderer import project, rasterize
 
 __all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
-           "default_bits", "save_igs", "load_igs", "RateControlError"]
+           "default_bits", "save_igs", "load_igs", "output_depths", "RateControlError"]
 
 POLISH_STEPS = 200
 
@@ -387,6 +387,16 @@ def decode(source: bytes | str | os.PathLike, *, height: int | None = None, widt
     with torch.no_grad():
         img = render(dequantize(q), height, width, top_k=k, max_pixels=max_pixels, **render_options)
     return to_uint8(img) if as_uint8 else img
+
+
+def output_depths(groups: list, stored, override: int | None = None) -> list[int]:
+    """Bits per sample to write each channel group with: ``override``, else the source's depths
+    stored with the model when they are valid, else 8."""
+    if override is not None:
+        return [override] * len(groups)
+    if isinstance(stored, list) and len(stored) == len(groups) and all(d in (8, 16) for d in stored):
+        return stored
+    return [8] * len(groups)
 
 
 def save_igs(data: bytes, path: str | os.PathLike) -> Path:

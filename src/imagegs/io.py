@@ -34,6 +34,7 @@ __all__ = [
     "Image",
     "ImageReadError",
     "SAMPLES",
+    "append_record",
     "atomic_write",
     "check_image_path",
     "image_files",
@@ -579,6 +580,21 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def append_record(path: PathLike, record: dict) -> None:
+    """Append ``record`` to a JSON-lines file as one whole line, in one ``write``, fsynced: an
+    interruption leaves at most a cut-off last line, which readers of such files drop (the
+    resumable benchmark caches and batch manifests)."""
+    import json
+
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:

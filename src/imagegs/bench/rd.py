@@ -28,12 +28,12 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, read_source, readable_extensions, to_uint8
+from ..io import append_record, atomic_write, read_source, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
 
@@ -214,13 +214,7 @@ class Cache:
                 if settings[r["codec"]] is None or r.get("settings") == settings[r["codec"]]]
 
     def add(self, record: dict) -> None:
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_record(self.path, record)
         self.records[_key(record["codec"], record["image"], record["target_bpp"])] = record
 
 
@@ -255,11 +249,57 @@ def _measure(codec: Codec, image: np.ndarray, name: str, target: float | None, m
     }
 
 
+def _measure_points(task: tuple[Codec, np.ndarray, str, str, list[float | None]]) -> list[dict]:
+    """The records of one codec on one image at its missing targets (one task of the executor:
+    the targets share the search memo, as in the in-process loop)."""
+    codec, image, name, category, missing = task
+    memo: dict = {}
+    measured: dict = {}
+    return [dict(_measure(codec, image, name, t, memo, measured), category=category) for t in missing]
+
+
+def _with_images(todo: list, max_side: int | None) -> Iterator[tuple[Path, Codec, list, np.ndarray]]:
+    """(file, codec, missing targets, image) for each entry of ``todo``, the image loaded when
+    its file comes up: one image in memory at a time (todo is grouped by image)."""
+    loaded: dict[Path, np.ndarray] = {}
+    for f, c, missing in todo:
+        if f not in loaded:
+            loaded.clear()
+            loaded[f] = load_image(f, max_side=max_side)
+        yield f, c, missing, loaded[f]
+
+
+def _run_here(todo: list, cache: Cache, bar, max_side: int | None) -> None:
+    """The points of ``todo`` in this process, in order, each cached as soon as it is measured."""
+    for f, c, missing, image in _with_images(todo, max_side):
+        memo: dict = {}
+        measured: dict = {}
+        for t in missing:
+            bar.set_postfix_str(f"{c.name} {f.stem}" + ("" if t is None else f" {t:g} bpp"))
+            rec = _measure(c, image, f.stem, t, memo, measured)
+            rec["category"] = category_of(f.name)
+            cache.add(rec)
+            bar.update(1)
+
+
+def _run_distributed(todo: list, cache: Cache, bar, max_side: int | None, executor: dict) -> None:
+    """The points of ``todo`` through :func:`imagegs.batch.map_tasks` (a task per image and
+    codec; images loaded here, one at a time, and sent as arrays); each record goes to the cache
+    as its task finishes."""
+    from ..batch import map_tasks
+
+    tasks = ((c, image, f.stem, category_of(f.name), missing) for f, c, missing, image in _with_images(todo, max_side))
+    for _, records in map_tasks(_measure_points, tasks, total=len(todo), progress=False, **executor):
+        for rec in records:
+            cache.add(rec)
+        bar.update(len(records))
+
+
 def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
            bpp: Sequence[float] | str = DEFAULT_BPP, codecs: Sequence[str] | str = ("all",),
            max_side: int | None = None, progress: bool = True,
            schedule: str = DEFAULT_SCHEDULE, codec_factory: Callable[[str], Codec] | None = None,
-           report: bool = True) -> dict:
+           report: bool = True, executor: dict | None = None) -> dict:
     """Run (or continue) the benchmark and write the report; returns the report's summary.
 
     Args:
@@ -273,6 +313,10 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
         codec_factory: name -> Codec (tests substitute codecs here); default ``get_codec``, with
             ``schedule`` for imagegs.
         report: write the report after the records (``report.write_report``).
+        executor: None (default): every point in this process, in order. Otherwise the keyword
+            arguments of :func:`imagegs.batch.map_tasks` that say where (``workers``,
+            ``threads``, ``scheduler`` or ``client``): one task per image and codec, run in
+            parallel; the records are the same, each cached as its task finishes.
     """
     from tqdm import tqdm
 
@@ -304,20 +348,10 @@ def run_rd(images: str | os.PathLike, out: str | os.PathLike, *,
     total = sum(len(m) for _, _, m in todo)
     bar = tqdm(total=total, desc="rd", unit="point", disable=not progress, file=sys.stderr)
     try:
-        loaded: dict[Path, np.ndarray] = {}
-        for f, c, missing in todo:
-            if f not in loaded:
-                loaded.clear()  # one image in memory at a time (todo is grouped by image)
-                loaded[f] = load_image(f, max_side=max_side)
-            image = loaded[f]
-            memo: dict = {}
-            measured: dict = {}
-            for t in missing:
-                bar.set_postfix_str(f"{c.name} {f.stem}" + ("" if t is None else f" {t:g} bpp"))
-                rec = _measure(c, image, f.stem, t, memo, measured)
-                rec["category"] = category_of(f.name)
-                cache.add(rec)
-                bar.update(1)
+        if executor is not None:
+            _run_distributed(todo, cache, bar, max_side, executor)
+        else:
+            _run_here(todo, cache, bar, max_side)
     finally:
         bar.close()
     if not report:

@@ -310,7 +310,7 @@ def plot(summary: dict, path: Path) -> Path:
 def run(images: Sequence[str], out: str | os.PathLike, *, bpp: Sequence[float] | str = DEFAULT_BPP,
         methods: Sequence[str] = METHODS, max_side: int | None = DEFAULT_MAX_SIDE, importance: str = "auto",
         strength: float = DEFAULT_IMPORTANCE_STRENGTH, schedule: str = DEFAULT_SCHEDULE,
-        steps: int | None = None, progress: bool = True) -> dict:
+        steps: int | None = None, progress: bool = True, executor: dict | None = None) -> dict:
     """Run (or continue) the benchmark: every missing task, then the summary, JSON, plot, table.
 
     Args:
@@ -319,6 +319,9 @@ def run(images: Sequence[str], out: str | os.PathLike, *, bpp: Sequence[float] |
             ``semantic.md``).
         bpp, methods, max_side, importance, strength, schedule, steps: see the module docstring
             and :func:`make_tasks`.
+        executor: None (default): every task in this process, in order; otherwise the keyword
+            arguments of :func:`imagegs.batch.map_tasks` (``workers``, ``threads``,
+            ``scheduler``): the tasks run in parallel, each record cached as its task finishes.
     Returns the summary (:func:`summarise`).
     """
     from tqdm import tqdm
@@ -337,14 +340,20 @@ def run(images: Sequence[str], out: str | os.PathLike, *, bpp: Sequence[float] |
     out = Path(out)
     cache = Cache(out, {"max_side": max_side, "benchmark": "semantic", "schedule": schedule})
     todo = [t for t in tasks if not cache.reusable(_Key(t), t["name"], t["target_bpp"])]
-    bar = tqdm(total=len(todo), desc="semantic", unit="point", disable=not progress, file=sys.stderr)
-    try:
-        for t in todo:
-            bar.set_postfix_str(f"{t['method']} {t['name']} {t['target_bpp']:g} bpp")
-            cache.add(run_task(t))
-            bar.update(1)
-    finally:
-        bar.close()
+    if executor is not None:
+        from ..batch import map_tasks
+
+        for _, record in map_tasks(run_task, todo, progress=progress, desc="semantic", unit="point", **executor):
+            cache.add(record)
+    else:
+        bar = tqdm(total=len(todo), desc="semantic", unit="point", disable=not progress, file=sys.stderr)
+        try:
+            for t in todo:
+                bar.set_postfix_str(f"{t['method']} {t['name']} {t['target_bpp']:g} bpp")
+                cache.add(run_task(t))
+                bar.update(1)
+        finally:
+            bar.close()
     summary = summarise(list(cache.records.values()), tasks)
     text = json.dumps(summary, indent=1)
     atomic_write(out / "semantic.json", lambda tmp: tmp.write_text(text + "\n"))

@@ -135,15 +135,81 @@ def _upscale_one(method: str, lr: np.ndarray, h: int, w: int, *, model, fit_path
         return render(g, h, w).clamp_(0, 1).float(), info
 
 
+def _fit_name(name: str, crop: int, scale: int, budget: int, fit_steps: int | None) -> str:
+    """The file name of an Image-GS fit in the work folder's ``fits``."""
+    return f"{name}_c{crop}_x{scale}_g{budget}{f'_s{fit_steps}' if fit_steps else ''}.gsm"
+
+
+def _item(method: str, name: str, hr: np.ndarray, s: int, *, model, fits_dir: Path, crop: int,
+          max_gaussians: int, fit_steps: int | None) -> dict:
+    """One (image, scale, method) result: degrade, upscale (Image-GS: fit, or load the fit from
+    ``fits_dir``, saving a new one there), PSNR and time."""
+    hr_crop, lr = degrade(hr, s)
+    budget = _gaussian_budget(lr, max_gaussians)
+    t0 = time.perf_counter()
+    with torch.inference_mode(method != "gaussians"):
+        sr, info = _upscale_one(method, lr, hr_crop.shape[0], hr_crop.shape[1], model=model,
+                                fit_path=fits_dir / _fit_name(name, crop, s, budget, fit_steps),
+                                budget=budget, fit_steps=fit_steps)
+    return {"image": name, "scale": s, "method": method,
+            "psnr": shaved_psnr(sr, _chw(hr_crop), s + 6),
+            "seconds": time.perf_counter() - t0, "hr_size": [hr_crop.shape[1], hr_crop.shape[0]],
+            "lr_size": [lr.shape[1], lr.shape[0]], **info}
+
+
+def _remote_item(task: tuple[tuple, dict[str, bytes]], **settings) -> tuple[dict, dict[str, bytes]]:
+    """:func:`_item` of a job on a worker that need not see the work folder: ``task`` is the job
+    and its existing fits as bytes (name -> bytes); the new fits go back the same way for the
+    client to keep."""
+    import tempfile
+
+    job, fits = task
+    with tempfile.TemporaryDirectory(prefix="imagegs-sr-") as tmp:
+        folder = Path(tmp)
+        for fit_name, data in fits.items():
+            (folder / fit_name).write_bytes(data)
+        item = _item(*job, **dict(settings, fits_dir=folder))
+        return item, {p.name: p.read_bytes() for p in folder.iterdir() if p.name not in fits}
+
+
+def _run_distributed(todo: list[tuple[Path, tuple]], settings: dict, executor: dict, progress: bool) -> list[dict]:
+    """The items of ``todo`` through :func:`imagegs.batch.map_tasks`; each item and each new fit
+    is written here as its task finishes."""
+    from ..batch import map_tasks
+
+    fits_dir = settings["fits_dir"]
+    common = {k: v for k, v in settings.items() if k != "fits_dir"}
+
+    def tasks():
+        for _, (method, name, hr, s) in todo:
+            fit_name = _fit_name(name, settings["crop"], s,
+                                 _gaussian_budget(degrade(hr, s)[1], settings["max_gaussians"]), settings["fit_steps"])
+            path = fits_dir / fit_name
+            fits = {fit_name: path.read_bytes()} if method == "gaussians" and path.exists() else {}
+            yield (method, name, hr, s), fits
+
+    results = []
+    for index, (item, new_fits) in map_tasks(_remote_item, tasks(), total=len(todo), common=common,
+                                            progress=progress, desc="bench sr", **executor):
+        for fit_name, data in new_fits.items():
+            atomic_write(fits_dir / fit_name, lambda p, d=data: Path(p).write_bytes(d))
+        atomic_write(todo[index][0], lambda p, i=item: Path(p).write_text(json.dumps(i)))
+        results.append(item)
+    return results
+
+
 def run(*, images: str | None, samples: list[str], scales: list[int], methods: list[str],
         work_dir: Path, out_dir: Path | None, weights: str | None = None, crop: int = 0,
         max_gaussians: int = DEFAULT_NUM_GAUSSIANS, gaussian_scales: list[int] | None = None,
         gaussian_images: list[str] | None = None, fit_steps: int | None = None,
-        cached_only: bool = False, progress: bool = True) -> dict:
+        cached_only: bool = False, progress: bool = True, executor: dict | None = None) -> dict:
     """Run (or resume) the benchmark; returns the summary (also written to ``out_dir``).
 
     ``cached_only``: compute nothing, summarise the items already in ``work_dir`` (e.g. the part
-    of an interrupted run that finished).
+    of an interrupted run that finished). ``executor``: None (default): every item in this
+    process, in order; otherwise :func:`imagegs.batch.map_tasks`'s keywords saying where
+    (``workers``, ``threads``, ``scheduler``, ``client``): the items not yet in ``work_dir`` run
+    in parallel (the LIIF model is sent to each worker once; fits travel as bytes).
     """
     from tqdm import tqdm
 
@@ -170,8 +236,12 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
                                                   or (gaussian_images and name not in gaussian_images)):
                         continue
                     jobs.append((method, name, hr, s))
+    settings = {"model": model, "fits_dir": fits_dir, "crop": crop, "max_gaussians": max_gaussians,
+                "fit_steps": fit_steps}
     results: list[dict] = []
-    for method, name, hr, s in tqdm(jobs, disable=not progress, desc="bench sr", dynamic_ncols=True):
+    todo: list[tuple[Path, tuple]] = []  # (where the item goes, the job)
+    for method, name, hr, s in tqdm(jobs, disable=not progress or executor is not None, desc="bench sr",
+                                    dynamic_ncols=True):
         key = f"{name}_c{crop}_x{s}_{method}" + (f"_{tag}" if method == "liif" else "") \
             + (f"_s{fit_steps}" if method == "gaussians" and fit_steps else "")
         item_path = items_dir / f"{key}.json"
@@ -180,20 +250,14 @@ def run(*, images: str | None, samples: list[str], scales: list[int], methods: l
             continue
         if cached_only:
             continue
-        hr_crop, lr = degrade(hr, s)
-        budget = _gaussian_budget(lr, max_gaussians)
-        t0 = time.perf_counter()
-        with torch.inference_mode(method != "gaussians"):
-            sr, info = _upscale_one(method, lr, hr_crop.shape[0], hr_crop.shape[1], model=model,
-                                    fit_path=fits_dir / f"{name}_c{crop}_x{s}_g{budget}"
-                                                        f"{f'_s{fit_steps}' if fit_steps else ''}.gsm",
-                                    budget=budget, fit_steps=fit_steps)
-        item = {"image": name, "scale": s, "method": method,
-                "psnr": shaved_psnr(sr, _chw(hr_crop), s + 6),
-                "seconds": time.perf_counter() - t0, "hr_size": [hr_crop.shape[1], hr_crop.shape[0]],
-                "lr_size": [lr.shape[1], lr.shape[0]], **info}
+        if executor is not None:
+            todo.append((item_path, (method, name, hr, s)))
+            continue
+        item = _item(method, name, hr, s, **settings)
         atomic_write(item_path, lambda p: Path(p).write_text(json.dumps(item)))
         results.append(item)
+    if todo:
+        results += _run_distributed(todo, settings, executor, progress)
     summary = summarise(results, methods, scales, weights=weights, max_gaussians=max_gaussians)
     summary["crop"] = crop
     if out_dir is not None:

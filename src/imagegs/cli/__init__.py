@@ -3,6 +3,7 @@ module imports.
 
     imagegs fit | render | info          model files (.gsm)              cli/model.py
     imagegs encode | decode              compressed files (.igs)         cli/codec.py
+    imagegs batch encode | decode        whole folders, local or Dask     cli/batch.py
     imagegs upscale | liif ...           LIIF and resizing                cli/liif.py
     imagegs view                         the browser viewer               cli/view.py
     imagegs bench rd | sr | speed | semantic   benchmarks                 cli/bench.py
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import bench, codec, liif, model, view
+from . import batch, bench, codec, liif, model, view
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message, render_options
 
 __all__ = ["main", "build_parser", "CLIError"]
@@ -36,6 +37,7 @@ def build_parser() -> Parser:
     common = render_options()  # --top-k, --backend, --threads: one parent for every command that renders
     model.add_parsers(sub, common, schedules)
     codec.add_parsers(sub, common, schedules)
+    batch.add_parsers(sub, common, schedules)
     liif.add_parsers(sub)
     view.add_parsers(sub)
     group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..codec import output_depths  # noqa: F401 - the commands import it from here
 from ..defaults import DEFAULT_TOP_K, MAX_PIXELS, MAX_TOP_K, check_top_k, output_size
 from ..importance import DEFAULT_IMPORTANCE_STRENGTH, MAX_IMPORTANCE_STRENGTH, SOURCES
 from ..io import ALPHA_POLICIES, check_image_path
@@ -109,12 +110,17 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output: str, what: str) -> None:
-    """What every command that fits takes (fit, encode): the images, -o, --schedule, --steps,
-    --seed, --alpha and --quiet."""
+    """What every command that fits one image takes (fit, encode): the images, -o, and
+    :func:`add_fit_settings`."""
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image file, folder (texture stack), several files (stack), 'astronaut' "
                         "or skimage:NAME")
     p.add_argument("-o", "--output", required=True, metavar=output, help=f"{what} to write")
+    add_fit_settings(p, schedules)
+
+
+def add_fit_settings(p: argparse.ArgumentParser, schedules: list[str]) -> None:
+    """How to fit (fit, encode, batch encode): --schedule, --steps, --seed, --alpha and --quiet."""
     p.add_argument("--schedule", choices=schedules, default="fast", help=SCHEDULE_HELP)
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help="maximum optimisation steps (the official schedule may extend it)")
@@ -192,20 +198,27 @@ def add_decode_options(p: argparse.ArgumentParser) -> None:
 
 def decode_kwargs(args: argparse.Namespace, height: int, width: int) -> dict:
     """``render`` keyword arguments from the decode options, for a height x width output."""
-    region = None
-    if args.region is not None:
+    region = region_arg(args.region)
+    if region is not None:
         try:
-            values = tuple(int(v) for v in args.region.replace(" ", "").split(","))
-        except ValueError:
-            values = ()
-        if len(values) != 4:
-            raise CLIError(f"--region must be four integers X0,Y0,X1,Y1, got {args.region!r}")
-        try:
-            region = check_region(values, height, width)
+            region = check_region(region, height, width)
         except ValueError as e:
             raise CLIError(f"--region: {e}") from None
     return {"region": region, "antialias": args.antialias, "filter_sigma": args.filter_sigma,
             "supersample": args.supersample}
+
+
+def region_arg(text: str | None) -> tuple[int, int, int, int] | None:
+    """--region X0,Y0,X1,Y1 as four integers (not yet checked against an image's size)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise CLIError(f"--region must be four integers X0,Y0,X1,Y1, got {text!r}")
+    return values
 
 
 def add_bit_depth(p: argparse.ArgumentParser, default: str) -> None:
@@ -275,16 +288,6 @@ def format_bytes(n: int) -> str:
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError  # pragma: no cover
-
-
-def output_depths(groups: list, stored, override: int | None = None) -> list[int]:
-    """Bits per sample to write each channel group with: ``override``, else the source's depths
-    stored with the model when they are valid, else 8."""
-    if override is not None:
-        return [override] * len(groups)
-    if isinstance(stored, list) and len(stored) == len(groups) and all(d in (8, 16) for d in stored):
-        return stored
-    return [8] * len(groups)
 
 
 def message(exc: BaseException) -> str:

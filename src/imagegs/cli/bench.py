@@ -2,6 +2,8 @@
 
 Each benchmark is a library module under :mod:`imagegs.bench` with a ``run``-style function that
 takes plain arguments; this module only declares its options and prints what it returns.
+``--workers N`` / ``--scheduler ADDRESS`` (rd, sr) run the per-image work through
+:func:`imagegs.batch.map_tasks`; without them everything runs in this process, as before.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from pathlib import Path
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
 from ._common import (CLIError, add_quiet, add_threads, check_output, importance_strength, int_list, name_list,
                       positive_int, set_threads, top_k_value)
+from .batch import add_executor_options, executor_options
 
 
 def cmd_rd(args: argparse.Namespace) -> int:
     """``imagegs bench rd``."""
     from ..bench.rd import run_rd
 
+    executor = executor_options(args, local_default=False)
     set_threads(args.threads)
     summary = run_rd(args.images, args.out, bpp=args.bpp, codecs=args.codecs,
-                     max_side=args.max_side, schedule=args.schedule, progress=not args.quiet)
+                     max_side=args.max_side, schedule=args.schedule, progress=not args.quiet, executor=executor)
     for line in summary.get("lines", []):
         print(line)
     return 0
@@ -32,13 +36,14 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from ..bench.sr import format_table, run
     from ..liif.weights import cache_dir
 
+    executor = executor_options(args, local_default=False)
     set_threads(args.threads)
     work_dir = Path(args.work_dir) if args.work_dir else cache_dir() / "bench-sr"
     summary = run(images=args.images, samples=args.samples, scales=args.scales, methods=args.methods,
                   work_dir=work_dir, out_dir=Path(args.out_dir), weights=args.weights,
                   max_gaussians=args.max_gaussians, crop=args.crop, gaussian_scales=args.gaussian_scales,
                   gaussian_images=args.gaussian_images, fit_steps=args.fit_steps,
-                  cached_only=args.cached_only, progress=not args.quiet)
+                  cached_only=args.cached_only, progress=not args.quiet, executor=executor)
     print(format_table(summary))
     return 0
 
@@ -69,10 +74,11 @@ def cmd_semantic(args: argparse.Namespace) -> int:
     """``imagegs bench semantic``: run or continue, write the outputs, print the table."""
     from ..bench.semantic import format_table, run
 
+    executor = executor_options(args, local_default=False)
     set_threads(args.threads)
     summary = run(args.images, args.out, bpp=args.bpp, methods=args.methods, max_side=args.max_side or None,
                   importance=args.importance, strength=args.importance_strength, schedule=args.schedule,
-                  steps=args.steps, progress=not args.quiet)
+                  steps=args.steps, progress=not args.quiet, executor=executor)
     print(format_table(summary))
     print(f"wrote {Path(args.out) / 'semantic.json'}, semantic.md and semantic.png")
     return 0
@@ -107,6 +113,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
                    help=f"imagegs fit schedule (default {DEFAULT_SCHEDULE}: 2400 steps; fast: 1200; "
                         "official: the authors', ~7.5k steps)")
     add_threads(p)
+    add_executor_options(p, local_default=False)
     add_quiet(p)
     p.set_defaults(func=cmd_rd)
 
@@ -140,6 +147,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cached-only", action="store_true",
                    help="compute nothing: summarise the results already in --work-dir")
     add_threads(p)
+    add_executor_options(p, local_default=False)
     add_quiet(p)
     p.set_defaults(func=cmd_sr)
 
@@ -188,5 +196,6 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help="imagegs's maximum fit steps (default: the schedule's; fewer for a quick look)")
     add_threads(p)
+    add_executor_options(p, local_default=False)
     add_quiet(p)
     p.set_defaults(func=cmd_semantic)

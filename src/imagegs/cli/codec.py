@@ -26,18 +26,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import torch
 
     from .. import codec
-    from ..quantize import Bits
     from ..renderer import render
 
     out = check_output(args.output, "the .igs file")
-    options = dict(fit_kwargs(args), lod_training=args.lod_training, polish_steps=args.polish_steps)
-    if args.bits is not None:
-        try:
-            options["bits"] = Bits.parse(args.bits)
-        except ValueError as e:
-            raise CLIError(f"--bits {args.bits}: {e}") from None
-    if args.qat is not None:
-        options["qat"] = args.qat
+    options = encode_options(args)
     set_threads(args.threads)
     image = read_source(args.images, alpha=args.alpha)
     options = resolve_importance(options, image.pixels)
@@ -45,7 +37,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         target = f"{args.bpp} bpp" if args.bpp is not None else f"{args.gaussians or DEFAULT_NUM_GAUSSIANS} Gaussians"
         print(f"encoding {', '.join(map(str, image.source))}: {image.width}x{image.height}, "
               f"{len(image.channel_names)} channels, {target}, schedule {args.schedule}", file=sys.stderr)
-    enc = codec.compress(image, bpp=args.bpp, num_gaussians=args.gaussians, **options)
+    enc = codec.compress(image, **options)
     codec.save_igs(enc.data, out)
     with torch.no_grad():
         rendering = render(enc.gaussians, top_k=options.get("top_k", DEFAULT_TOP_K)).clamp_(0, 1)
@@ -57,6 +49,23 @@ def cmd_encode(args: argparse.Namespace) -> int:
     print(f"PSNR       {psnr:.2f} dB (8-bit, decoded)")
     print(f"SSIM       {ssim:.4f} (8-bit, decoded)")
     return 0
+
+
+def encode_options(args: argparse.Namespace) -> dict:
+    """:func:`imagegs.codec.compress`'s keyword arguments from the options of
+    :func:`add_encode_options` (and of ``add_fit_settings``, --top-k)."""
+    from ..quantize import Bits
+
+    options = dict(fit_kwargs(args), bpp=args.bpp, num_gaussians=args.gaussians,
+                   lod_training=args.lod_training, polish_steps=args.polish_steps)
+    if args.bits is not None:
+        try:
+            options["bits"] = Bits.parse(args.bits)
+        except ValueError as e:
+            raise CLIError(f"--bits {args.bits}: {e}") from None
+    if args.qat is not None:
+        options["qat"] = args.qat
+    return options
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -120,7 +129,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                 schedules: list[str]) -> None:
     """Register ``encode`` and ``decode``; ``common`` holds
     --top-k, --backend and --threads."""
-    from ..codec import POLISH_STEPS, RATE_TOLERANCE
+    from ..codec import RATE_TOLERANCE
 
     about = (f"Fit Gaussians, quantise them and write a compressed .igs file. --bpp sets the whole-file "
              f"size (rate control: the file lands within {RATE_TOLERANCE:.0%} below the target). The "
@@ -130,6 +139,22 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p = sub.add_parser("encode", parents=[common], help="fit and compress an image to an .igs file",
                        description=about)
     add_fit_options(p, schedules, output="OUT.igs", what=".igs file")
+    add_encode_options(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", parents=[common], help="decode an .igs file to image file(s)",
+                       description="Decode an .igs file at any size, level of detail or region.")
+    p.add_argument("file", metavar="FILE.igs", help=".igs file")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="output image")
+    add_render_file_options(p)
+    p.set_defaults(func=cmd_decode)
+
+
+def add_encode_options(p: argparse.ArgumentParser) -> None:
+    """What ``encode`` and ``batch encode`` take besides the fit settings: --bpp or --gaussians,
+    --bits, --qat, --polish-steps, --lod-training."""
+    from ..codec import POLISH_STEPS
+
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=positive_float, metavar="B", help="target bits per pixel of the whole file")
     rate.add_argument("--gaussians", type=positive_int, metavar="N",
@@ -146,15 +171,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                         f"(default {POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
-    p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", parents=[common], help="decode an .igs file to image file(s)",
-                       description="Decode an .igs file at any size, level of detail or region.")
-    p.add_argument("file", metavar="FILE.igs", help=".igs file")
-    p.add_argument("-o", "--output", required=True, metavar="PNG", help="output image")
+
+def add_render_file_options(p: argparse.ArgumentParser) -> None:
+    """What ``decode`` and ``batch decode`` take besides the file and -o: the size, --lod,
+    --bit-depth and the anti-aliasing and region options."""
     add_size_options(p)
     p.add_argument("--lod", type=positive_int, metavar="L", help="levels of detail to use (default all)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample (default: the source's; 16 needs .png or .tif)")
     add_decode_options(p)
-    p.set_defaults(func=cmd_decode)
