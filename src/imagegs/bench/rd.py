@@ -115,8 +115,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file or scikit-image sample: alpha composited on white, grey repeated, 16 bits rounded to 8,
-    and (with ``max_side``) downscaled with Lanczos so the long side is at most ``max_side``."""
+    """(H, W, 3) uint8 RGB of an image file or a scikit-image sample (``astronaut``, ``skimage:NAME``):
+    alpha composited on white, grey repeated, 16 bits rounded to 8, and (with ``max_side``)
+    downscaled with Lanczos so the long side is at most ``max_side``."""
     from PIL import Image
 
     img = read_source(path, alpha="white")
