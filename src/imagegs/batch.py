@@ -44,7 +44,7 @@ __all__ = ["MANIFEST", "MEMORY_LIMIT", "BatchError", "cluster_size", "decode_fol
            "map_tasks", "scan_folder", "summarize"]
 
 # Per-worker memory limit (bytes) of the default LocalCluster: the measured peak resident size of
-# a 2048x2048 encode at 0.3 bpp (docs/notes/batch.md) with headroom. A worker that exceeds it is
+# a 2048x2048 encode at 0.3 bpp, 1.92 GB (docs/results.md, Batch throughput), with 2x headroom. A worker that exceeds it is
 # restarted by its nanny and its task runs again elsewhere (after 3 deaths the file is failed).
 MEMORY_LIMIT = 4 * 2**30
 MANIFEST = "manifest.jsonl"
