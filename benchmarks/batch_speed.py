@@ -127,7 +127,7 @@ def _stage_overhead(work: Path, repeats: int) -> dict:
         local.append(time.perf_counter() - t)
     t = time.perf_counter()
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=batch.MEMORY_LIMIT,
-                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, dashboard_address=None)
+                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, dashboard_address=batch._HTTP_ADDRESS)
     client = Client(cluster)
     start = time.perf_counter() - t
     try:

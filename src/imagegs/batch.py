@@ -51,6 +51,9 @@ MANIFEST = "manifest.jsonl"
 IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
 CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
+# The local scheduler's HTTP server (metrics; the dashboard if bokeh is installed): a free port of
+# this machine only (Dask would take 8787 on every interface, and warn when another cluster has it).
+_HTTP_ADDRESS = "127.0.0.1:0"
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
 _SCATTER_BYTES = 1 << 20  # shared task arguments larger than this go to the workers once, not per task
 _LOST_TASK_RETRIES = 3  # a task the scheduler dropped (cancelled, not failed) is submitted again
@@ -141,7 +144,7 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
     for command in warm:
         _jit.prepare(command, notice=True)
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
-                      env=_worker_env(t), dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      env=_worker_env(t), dashboard_address=_HTTP_ADDRESS, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as c:
         yield c
 
