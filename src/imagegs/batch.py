@@ -253,8 +253,11 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
             submit(1)
             yield index, result
     finally:
-        for future in pending.futures:  # interrupted: stop what is still queued or running
-            future.cancel()
+        # interrupted: stop what is still queued or running (from a copy: as_completed's thread
+        # changes its dict as tasks finish)
+        unfinished = list(pending.futures)
+        if unfinished:
+            client.cancel(unfinished)
 
 
 def _pickled_size(value: Any) -> int:
