@@ -13,7 +13,9 @@ time) and by its CPU time (the children's rusage: user + system, workers include
 - ``loop``: ``for f in DIR/*; do imagegs encode $f -o OUT/$f.igs --bpp B --quiet; done`` (each
   process uses every core, as the single-file command does by default);
 - ``batch_1``: ``imagegs batch encode DIR -o OUT --bpp B --workers 1`` (1 worker x all cores);
-- ``batch_2``: the same with ``--workers 2`` (2 workers x cores / 2 threads).
+- ``batch_2``: the same with ``--workers 2`` (2 workers x cores / 2 threads);
+- ``loop_t1``: the shell loop with ``--threads 1`` (one process at a time, one thread: what one
+  worker of ``batch_2`` does, without Dask).
 
 Overhead: a tiny image (32x32, 1 fit step, no polish) encoded by ``imagegs.batch``'s worker
 function in this process against the same task sent through a warm LocalCluster of one worker
@@ -43,7 +45,7 @@ from PIL import Image
 from imagegs import batch
 from imagegs.io import atomic_write, image_files
 
-STAGES = ("loop", "batch_1", "batch_2", "overhead")
+STAGES = ("loop", "batch_1", "batch_2", "overhead", "loop_t1")
 WORKERS_ON_PAPER = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -79,10 +81,11 @@ def _prepare(images: Path, count: int, max_side: int, folder: Path) -> list[str]
 def _stage_encode(stage: str, src: Path, names: list[str], bpp: float, work: Path) -> dict:
     imagegs = [sys.executable, "-m", "imagegs"]
     out = work / stage
-    if stage == "loop":
+    if stage.startswith("loop"):
         out.mkdir()
+        threads = ["--threads", "1"] if stage == "loop_t1" else []
         result = _timed([imagegs + ["encode", str(src / n), "-o", str(out / (n + ".igs")), "--bpp", str(bpp),
-                                    "--quiet"] for n in names])
+                                    "--quiet", *threads] for n in names])
         per_image = None
     else:
         workers = int(stage.split("_")[1])
@@ -124,7 +127,7 @@ def _stage_overhead(work: Path, repeats: int) -> dict:
         local.append(time.perf_counter() - t)
     t = time.perf_counter()
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=batch.MEMORY_LIMIT,
-                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, dashboard_address=None)
+                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, dashboard_address=batch._HTTP_ADDRESS)
     client = Client(cluster)
     start = time.perf_counter() - t
     try:

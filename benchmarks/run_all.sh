@@ -68,3 +68,12 @@ run python -m imagegs bench rd --images "$IMAGES" --codecs all --out $R/rd
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --threads 2 --methods liif,bicubic,lanczos
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --threads 2 --methods gaussians
 run python -m imagegs bench sr --images "$IMAGES" --crop 384 --cached-only
+
+# Batch throughput: 1 and 2 workers against a shell loop, scheduler overhead (resumable)
+run python benchmarks/batch_speed.py --images "$IMAGES" --count 4 --max-side 256 --bpp 0.3 --json $R/batch_speed.json
+
+# Semantics-aware compression (resumable): the strength sweep (256-px downscales of the scikit-image
+# photographs), then the benchmark on those and two photos of the folder, downscaled to 512 px
+run python benchmarks/semantic_strength.py
+run python -m imagegs bench semantic --images astronaut skimage:chelsea skimage:coffee \
+    "$IMAGES"/photo-ladybird.png "$IMAGES"/photo-dragonfly.png --out $R/semantic

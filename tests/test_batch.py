@@ -332,3 +332,14 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
                  "--scheduler", address]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"imagegs: error: --scheduler {address}: cannot connect"), err
+
+
+def test_bench_rd_command_takes_the_executor_options(tmp_path, capsys):
+    src = tmp_path / "imgs"
+    make_images(src, 1, size=48, sub=False)
+    argv = ["bench", "rd", "--images", str(src), "--codecs", "jpeg-420", "--bpp", "1", "--out", str(tmp_path / "o"),
+            "--quiet"]
+    assert main(argv + ["--workers", "0"]) == 0  # through map_tasks, in this process
+    assert len((tmp_path / "o" / "records.jsonl").read_text().splitlines()) == 1
+    assert main(argv + ["--scheduler", "tcp://127.0.0.1:1", "--threads", "1"]) == 2
+    assert "--workers and --threads size the local cluster" in capsys.readouterr().err

@@ -44,13 +44,16 @@ __all__ = ["MANIFEST", "MEMORY_LIMIT", "BatchError", "cluster_size", "decode_fol
            "map_tasks", "scan_folder", "summarize"]
 
 # Per-worker memory limit (bytes) of the default LocalCluster: the measured peak resident size of
-# a 2048x2048 encode at 0.3 bpp (docs/notes/batch.md) with headroom. A worker that exceeds it is
+# a 2048x2048 encode at 0.3 bpp, 1.92 GB (docs/results.md, Batch throughput), with 2x headroom. A worker that exceeds it is
 # restarted by its nanny and its task runs again elsewhere (after 3 deaths the file is failed).
 MEMORY_LIMIT = 4 * 2**30
 MANIFEST = "manifest.jsonl"
 IGS_SUFFIX = ".igs"
 DEFAULT_FORMAT = "png"  # what batch decode writes
 CONNECT_TIMEOUT = "20s"  # to reach an existing cluster's scheduler
+# The local scheduler's HTTP server (metrics; the dashboard if bokeh is installed): a free port of
+# this machine only (Dask would take 8787 on every interface, and warn when another cluster has it).
+_HTTP_ADDRESS = "127.0.0.1:0"
 _IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: bounds the bytes held here
 _SCATTER_BYTES = 1 << 20  # shared task arguments larger than this go to the workers once, not per task
 _LOST_TASK_RETRIES = 3  # a task the scheduler dropped (cancelled, not failed) is submitted again
@@ -141,7 +144,7 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
     for command in warm:
         _jit.prepare(command, notice=True)
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
-                      env=_worker_env(t), dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      env=_worker_env(t), dashboard_address=_HTTP_ADDRESS, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as c:
         yield c
 
@@ -161,8 +164,8 @@ def map_tasks(fn: Callable, items: Iterable, *, client: Any = None, workers: int
     Where: see :func:`executor` (``client``, ``scheduler``, ``workers``/``threads`` of a
     LocalCluster; ``workers=0``: in this process, in order, without Dask). ``fn`` and the items
     must pickle (Dask uses cloudpickle: closures are fine). ``common``: keyword arguments shared
-    by every call, sent to each worker once (large objects such as a model belong here, not in
-    the items). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
+    by every call (large objects such as a model belong here, not in the items: those over 1 MiB
+    pickled go to each worker once, the others travel with each task). ``items`` is consumed lazily: only a few tasks per worker thread are submitted
     ahead, so a generator that reads files holds few of them in memory at once.
 
     ``errors="raise"``: an exception in ``fn`` is raised here (the other tasks are cancelled);
@@ -250,8 +253,11 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
             submit(1)
             yield index, result
     finally:
-        for future in pending.futures:  # interrupted: stop what is still queued or running
-            future.cancel()
+        # interrupted: stop what is still queued or running (from a copy: as_completed's thread
+        # changes its dict as tasks finish)
+        unfinished = list(pending.futures)
+        if unfinished:
+            client.cancel(unfinished)
 
 
 def _pickled_size(value: Any) -> int:

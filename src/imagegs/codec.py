@@ -26,9 +26,10 @@ import torch
 
 from . import igsfile
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
-from .fitting import FitConfig, fit, refine
+from .fitting import FitConfig, fit, importance_steering, refine, steered_pixel_weights
 from .loss import normalize_pixel_weights
 from .gaussians import Gaussians
+from .importance import importance_map
 from .init import as_image
 from .io import Image, atomic_write, read_source
 from .optim import Adam
@@ -124,10 +125,21 @@ class _Job:
     top_k: int | None
     metadata: dict | None
     kinds: list[str] | None = None  # map kind per group (texture sets), stored in the file
+    steering: np.ndarray | None = None  # (H, W) importance weights (see imagegs.fitting.fit)
 
     @property
     def pixels(self) -> int:
         return self.target.shape[1] * self.target.shape[2]
+
+    @property
+    def loss_weights(self):
+        """What refine and the colour polish weight the error with: the fit's pixel weights, steered."""
+        return steered_pixel_weights(self.fit_options.get("pixel_weights"), self.steering, tuple(self.target.shape))
+
+    @property
+    def error_weights(self) -> torch.Tensor | None:
+        """The (H, W) importance weights the rate control's choices count the error with (None: uniform)."""
+        return None if self.steering is None else torch.as_tensor(self.steering, dtype=torch.float32)
 
     def packer(self, bits: Bits, ranges: QuantizedGaussians | None = None) -> Pack:
         """``pack(model, levels) -> (bytes, decoder's model)`` with this job's header fields."""
@@ -151,13 +163,13 @@ def _refined(job: _Job, g: Gaussians) -> Gaussians:
     names = {f.name for f in dataclasses.fields(FitConfig)}
     options = {k: v for k, v in job.fit_options.items() if k in names}
     return refine(g, job.target, job.refine_steps, schedule=job.fit_options["schedule"],
-                  pixel_weights=job.fit_options.get("pixel_weights"), **options)
+                  pixel_weights=job.loss_weights, **options)
 
 
 def _polished(job: _Job, g: Gaussians, bits: Bits) -> tuple[Gaussians, QuantizedGaussians]:
     """:func:`polish_colors` with the job's settings; the names kept."""
     gp, grid = polish_colors(g, job.target, bits, steps=job.polish_steps, top_k=job.top_k,
-                             pixel_weights=job.fit_options.get("pixel_weights"))
+                             pixel_weights=job.loss_weights)
     return replace(gp, **job.names), grid
 
 
@@ -174,7 +186,7 @@ def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int)
     """The file of the fit ``g`` at ``bits``: pruned to ``budget`` bytes, colours polished, pruned
     again if polishing grew the file (it changes the colour codes, hence the size)."""
     n_fit = g.num
-    got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k)
+    got = fit_budget(g, job.target, g.fit_info["levels"], budget, job.packer(bits), job.top_k, job.error_weights)
     if got is None:
         raise RateControlError(f"{8 * budget / job.pixels:g} bpp ({budget:.0f} bytes) is too low for this image")
     data, gq, levels, kept = got
@@ -182,7 +194,7 @@ def _to_budget(job: _Job, g: Gaussians, bits: Bits, budget: float, attempt: int)
         kept = _refined(job, kept)
     if job.polish_steps:
         gp, grid = _polished(job, kept, bits)
-        got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k)
+        got = fit_budget(gp, job.target, levels, budget, job.packer(bits, grid), job.top_k, job.error_weights)
         if got is not None:
             data, gq, levels, _ = got
     return job.encoded(data, gq, bits, levels, attempt, dict(g.fit_info, fitted=n_fit, pruned=n_fit - gq.num))
@@ -214,7 +226,7 @@ def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits
 
 def _closest(job: _Job, encs: list[Encoded]) -> Encoded:
     """Of files at the same rate with different bit depths, the one that decodes closest."""
-    errors = [decoded_mse(e.gaussians, job.target, job.top_k) for e in encs]
+    errors = [decoded_mse(e.gaussians, job.target, job.top_k, job.error_weights) for e in encs]
     best = encs[int(np.argmin(errors))]
     best.fits = sum(e.fits for e in encs)  # separate fits (one fit's files: _at_rate counts)
     best.fit_info = dict(best.fit_info, bits_tried=[str(e.bits) for e in encs],
@@ -240,7 +252,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              one_fit: bool = False, refine_steps: int = 0,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, kinds: list[str] | None = None,
-             map_weights: dict[str, float] | None = None, **fit_options) -> Encoded:
+             map_weights: dict[str, float] | None = None, importance=None,
+             importance_strength: float | None = None, **fit_options) -> Encoded:
     """Fit and encode an image as an .igs file.
 
     Args:
@@ -273,6 +286,9 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             maps not named get :data:`imagegs.textures.DEFAULT_KIND_WEIGHTS` of their kind.
             Applied to stacks with kinds and whenever given, as per-channel ``pixel_weights``
             (multiplied with ``pixel_weights`` if both are given).
+        importance, importance_strength: semantics-aware compression (see :func:`imagegs.fit`):
+            the map is computed once and steers every fit, the pruning's refit and the colour
+            polish; the rate control is unchanged (the file still lands within 5% below ``bpp``).
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_source(image)
@@ -300,8 +316,12 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     k = check_top_k(top_k)
+    if importance is not None:  # computed once (saliency, faces), then given to every fit as a map
+        importance = importance_map(target, importance)
+        fit_options = dict(fit_options, importance=importance, importance_strength=importance_strength)
     job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
                metadata=metadata, kinds=kinds,
+               steering=importance_steering(target, importance, importance_strength),
                fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
                                 progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,

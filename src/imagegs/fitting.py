@@ -24,7 +24,7 @@ from . import _jit, metrics
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
 from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
-from .init import sample_without_replacement
+from .init import gradient_map, sample_without_replacement
 from .loss import ImageLoss, normalize_pixel_weights
 from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
@@ -176,13 +176,17 @@ class FitState:
 
     def __init__(self, target: torch.Tensor, cfg: FitConfig, num: int | None = None, *,
                  weight_map: np.ndarray | None = None, rng: np.random.Generator | None = None,
-                 quant_from: int = 0, start: Gaussians | None = None, pixel_weights=None):
+                 quant_from: int = 0, start: Gaussians | None = None, pixel_weights=None,
+                 steering: np.ndarray | None = None):
         """Initialise ``num`` Gaussians (default ``cfg.num_gaussians``) on ``target`` (C, H, W):
         content-adaptive positions (``weight_map`` or the image gradient), ``cfg.init_scale``,
         rotation 0, the colour of the pixel underneath. ``rng`` (default: seeded by ``cfg.seed``)
         draws the positions; the render is quantisation-aware after step ``quant_from`` when
         ``cfg.quant_bits`` is set. ``start``: begin from this model instead (fresh Adam moments).
-        ``pixel_weights``: loss weights broadcastable to (C, H, W) (see :class:`ImageLoss`)."""
+        ``pixel_weights``: loss weights broadcastable to (C, H, W) (see :class:`ImageLoss`).
+        ``steering``: (H, W) importance weights (``1 + strength * importance``,
+        :func:`imagegs.importance.steering_weights`): they multiply the loss weights, the initial
+        sampling's map and the error that error-guided additions sample (:meth:`addition_weights`)."""
         c, h, w = target.shape
         cfg.validate(h, w)
         n0 = start.num if start is not None else cfg.num_gaussians if num is None else num
@@ -190,6 +194,15 @@ class FitState:
         self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.quant_from, self.steps = quant_from, 0
         self.flat_target = target.permute(1, 2, 0).reshape(-1, c)
+        self.steering = None if steering is None else torch.as_tensor(np.asarray(steering, np.float64))
+        if self.steering is not None:
+            if tuple(self.steering.shape) != (h, w):
+                raise ValueError(f"importance weights of shape {tuple(self.steering.shape)} do not fit a "
+                                 f"{w}x{h} image")
+            if weight_map is None:  # the gradient map the initial sampling would use, steered
+                weight_map = gradient_map(target) ** 2
+            weight_map = np.asarray(weight_map, np.float64) * self.steering.numpy()
+            pixel_weights = steered_pixel_weights(pixel_weights, self.steering, (c, h, w))
         if start is not None:
             params = [t.detach().clone() for t in (start.xy, 1.0 / start.scale, start.rot, start.color)]
         else:
@@ -217,6 +230,13 @@ class FitState:
             return t if t is None or factor == 1 else F.interpolate(t[None], size=size, mode="area")[0]
         self.factor, self.view = factor, scaled(self.target)
         self.loss_fn = self._loss(self.view, scaled(self.pixel_weights))
+
+    def addition_weights(self) -> torch.Tensor | None:
+        """The steering weights at the current scale ((h, w) of ``view``, area-downscaled under
+        coarse-to-fine), by which error-guided additions multiply the error; None without steering."""
+        if self.steering is None or self.factor == 1:
+            return self.steering
+        return F.interpolate(self.steering[None, None], size=tuple(self.view.shape[1:]), mode="area")[0, 0]
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -270,7 +290,7 @@ class FitState:
 
 def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progress: bool = False,
         history: list | None = None, weight_map: np.ndarray | None = None, pixel_weights=None,
-        **options) -> Gaussians:
+        importance=None, importance_strength: float | None = None, **options) -> Gaussians:
     """Fit Gaussians to an image.
 
     Args:
@@ -284,6 +304,14 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
         weight_map: optional (H, W) importance map used instead of the gradient for initialisation.
         pixel_weights: optional loss weights broadcastable to (C, H, W): (H, W) per pixel, (C, 1, 1)
             per channel; normalised to mean 1 (see :class:`imagegs.loss.ImageLoss`).
+        importance: what matters most in the image (semantics-aware fitting): a grey map file
+            (any size), "saliency", "faces" or an (H', W') array (see
+            :func:`imagegs.importance.importance_map`). Each pixel then weighs
+            ``1 + importance_strength * importance`` in the loss, in the initial sampling
+            (multiplying the gradient map or ``weight_map``) and in the error that error-guided
+            additions sample. None (default): no steering.
+        importance_strength: how strongly (default
+            :data:`imagegs.importance.DEFAULT_IMPORTANCE_STRENGTH`; 0 = no steering).
     Returns:
         The fitted Gaussians (float32, scales positive, in order of addition: earlier = coarser),
         with ``fit_info`` {steps, seconds, config, levels}.
@@ -301,8 +329,9 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     per_add = [((total - n0) * (i + 1)) // len(adds) - ((total - n0) * i) // len(adds) for i in range(len(adds))]
     max_steps = max(cfg.max_steps, (adds[-1] + cfg.min_steps_after_add) if adds else 0)
 
+    steering = importance_steering(target, importance, importance_strength)
     state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps),
-                     pixel_weights=pixel_weights)
+                     pixel_weights=pixel_weights, steering=steering)
     rng = state.rng
     grid, blurred_target = _addition_maps(target)
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
@@ -361,7 +390,9 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                 k = per_add[adds.index(step)]
                 with torch.no_grad():
                     diff = blurred_target - cur  # (C, h, w) at the current scale
-                    err = diff.abs().mean(0).reshape(-1).double() ** 2
+                    err = diff.abs().mean(0).double() ** 2
+                    steer = state.addition_weights()
+                    err = (err if steer is None else err * steer).reshape(-1)
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
                     source = diff if cfg.add_color == "residual" else state.view
                     new_col = source.permute(1, 2, 0).reshape(-1, c)[idx]
@@ -392,6 +423,26 @@ def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: F
         state.step()
     out = state.gaussians()
     return replace(g, xy=out.xy, scale=out.scale, rot=out.rot, color=out.color)
+
+
+def importance_steering(image: torch.Tensor, importance, strength: float | None) -> np.ndarray | None:
+    """The (H, W) steering weights ``1 + strength * importance`` of :func:`fit`'s ``importance``
+    options for the (C, H, W) ``image`` (None without importance or at strength 0)."""
+    from .importance import DEFAULT_IMPORTANCE_STRENGTH, check_strength, importance_map, steering_weights
+
+    s = check_strength(DEFAULT_IMPORTANCE_STRENGTH if strength is None else strength)
+    if importance is None or s == 0:
+        return None
+    return steering_weights(importance_map(image, importance), s)
+
+
+def steered_pixel_weights(pixel_weights, steering, shape: tuple[int, int, int]):
+    """The loss weights of a steered fit: ``pixel_weights`` (broadcastable to ``shape`` = (C, H, W),
+    or None) times the (H, W) ``steering`` weights (or None: ``pixel_weights`` unchanged)."""
+    if steering is None:
+        return pixel_weights
+    st = torch.as_tensor(np.asarray(steering, np.float64))
+    return st if pixel_weights is None else normalize_pixel_weights(pixel_weights, shape) * st
 
 
 def _addition_maps(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

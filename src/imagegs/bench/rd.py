@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import append_record, atomic_write, read_image, readable_extensions, to_uint8
+from ..io import append_record, atomic_write, read_source, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
 
@@ -114,12 +114,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def load_image(path: Path, *, max_side: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: alpha composited on white, grey repeated, 16 bits rounded to 8,
-    and (with ``max_side``) downscaled with Lanczos so the long side is at most ``max_side``."""
+def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file or a scikit-image sample (``astronaut``, ``skimage:NAME``):
+    alpha composited on white, grey repeated, 16 bits rounded to 8, and (with ``max_side``)
+    downscaled with Lanczos so the long side is at most ``max_side``."""
     from PIL import Image
 
-    img = read_image(path, alpha="white")
+    img = read_source(path, alpha="white")
     rgb = to_uint8(img.pixels)
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)

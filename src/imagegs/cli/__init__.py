@@ -6,7 +6,7 @@ module imports.
     imagegs batch encode | decode        whole folders, local or Dask     cli/batch.py
     imagegs upscale | liif ...           LIIF and resizing                cli/liif.py
     imagegs view                         the browser viewer               cli/view.py
-    imagegs bench rd | sr | speed        benchmarks                       cli/bench.py
+    imagegs bench rd | sr | speed | semantic   benchmarks                 cli/bench.py
 
 Every expected failure (unreadable image or file, bad option, missing file, unwritable output)
 prints one line ``imagegs: error: <message>`` naming the user's file or option to stderr and
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     liif.add_parsers(sub)
     view.add_parsers(sub)
     group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "
-                                         "speed: fit step)", description="Benchmarks; each is a subcommand.")
+                                         "speed: fit step, semantic: importance)", description="Benchmarks; each is a subcommand.")
     bench.add_parsers(group.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK"))
     return parser
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..codec import output_depths  # noqa: F401 - the commands import it from here
 from ..defaults import DEFAULT_TOP_K, MAX_PIXELS, MAX_TOP_K, check_top_k, output_size
+from ..importance import DEFAULT_IMPORTANCE_STRENGTH, MAX_IMPORTANCE_STRENGTH, SOURCES
 from ..io import ALPHA_POLICIES, check_image_path
 from ..renderer import BACKENDS, FILTER_SIGMA, SUPERSAMPLE, check_region
 from ..textures import KINDS
@@ -60,6 +61,8 @@ nonnegative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 fraction = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+importance_strength = _number(float, lambda v: math.isfinite(v) and 0 <= v <= MAX_IMPORTANCE_STRENGTH,
+                              f"a number from 0 to {MAX_IMPORTANCE_STRENGTH:g}")
 top_k_value = _number(int, lambda v: 0 <= v <= MAX_TOP_K, f"an integer from 0 (whole tile) to {MAX_TOP_K}")
 
 
@@ -127,18 +130,47 @@ def add_fit_settings(p: argparse.ArgumentParser, schedules: list[str]) -> None:
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help="maximum optimisation steps (the official schedule may extend it)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--importance", metavar="MAP|" + "|".join(SOURCES),
+                   help="semantics-aware fitting: spend more of the budget where this map is bright: "
+                        "a grey image of any size (resized), 'saliency' (OpenCV's spectral residual) "
+                        "or 'faces' (OpenCV's face detector); the last two need the 'semantic' extra")
+    p.add_argument("--importance-strength", type=importance_strength, metavar="S",
+                   help=f"how strongly --importance steers: each pixel weighs 1 + S * importance in "
+                        f"the loss, the initial sampling and the additions (default "
+                        f"{DEFAULT_IMPORTANCE_STRENGTH:g}; 0 = none)")
     add_alpha(p)
     add_quiet(p)
 
 
 def fit_kwargs(args: argparse.Namespace) -> dict:
-    """The fit's keyword arguments from the options of :func:`add_fit_options` and --top-k."""
+    """The fit's keyword arguments from the options of :func:`add_fit_options` and --top-k
+    (--importance still as typed: :func:`resolve_importance` turns it into a map)."""
     options: dict = {"seed": args.seed, "schedule": args.schedule, "progress": not args.quiet}
+    if args.importance is not None:
+        options["importance"] = args.importance
+        options["importance_strength"] = args.importance_strength
+    elif args.importance_strength is not None:
+        raise CLIError("--importance-strength needs --importance (a map file, saliency or faces)")
     if args.top_k is not None:
         options["top_k"] = top_k_arg(args.top_k, DEFAULT_TOP_K)
     if args.steps is not None:
         options["max_steps"] = args.steps
     return options
+
+
+def resolve_importance(options: dict, image) -> dict:
+    """``options`` with --importance computed on ``image`` (before the long fit, so that an
+    unreadable map fails at once, naming the file); a note on stderr when it marks nothing."""
+    if options.get("importance") is None:
+        return options
+    from ..importance import importance_map
+
+    spec = options["importance"]
+    m = importance_map(image, spec)
+    if not m.any():
+        what = "no face was found" if spec == "faces" else "the map is all zeros"
+        print(f"{PROG}: note: --importance {spec}: {what}; the fit is not steered", file=sys.stderr)
+    return dict(options, importance=m)
 
 
 def add_size_options(p: argparse.ArgumentParser) -> None:

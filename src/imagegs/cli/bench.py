@@ -1,4 +1,4 @@
-"""``imagegs bench rd | sr | speed | textures``: the benchmarks, each registered the same way.
+"""``imagegs bench rd | sr | speed | semantic | textures``: the benchmarks, each registered the same way.
 
 Each benchmark is a library module under :mod:`imagegs.bench` with a ``run``-style function that
 takes plain arguments; this module only declares its options and prints what it returns.
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from ..defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K
-from ._common import (CLIError, add_quiet, add_threads, check_output, int_list, name_list, positive_int,
-                      set_threads, top_k_value)
+from ._common import (CLIError, add_quiet, add_threads, check_output, importance_strength, int_list, name_list,
+                      positive_int, set_threads, top_k_value)
 from .batch import add_executor_options, executor_options
 
 
@@ -84,8 +84,22 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_semantic(args: argparse.Namespace) -> int:
+    """``imagegs bench semantic``: run or continue, write the outputs, print the table."""
+    from ..bench.semantic import format_table, run
+
+    executor = executor_options(args, local_default=False)
+    set_threads(args.threads)
+    summary = run(args.images, args.out, bpp=args.bpp, methods=args.methods, max_side=args.max_side or None,
+                  importance=args.importance, strength=args.importance_strength, schedule=args.schedule,
+                  steps=args.steps, progress=not args.quiet, executor=executor)
+    print(format_table(summary))
+    print(f"wrote {Path(args.out) / 'semantic.json'}, semantic.md and semantic.png")
+    return 0
+
+
 def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
-    """Register ``rd``, ``sr``, ``speed`` and ``textures`` in the ``bench`` group."""
+    """Register ``rd``, ``sr``, ``speed``, ``semantic`` and ``textures`` in the ``bench`` group."""
     from ..bench.codecs import CODECS
     from ..bench.rd import DEFAULT_BPP, DEFAULT_SCHEDULE
     from ..bench.speed import IMAGES
@@ -168,6 +182,37 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     add_threads(p)
     p.add_argument("--json", type=Path, metavar="PATH", help="write the full record here")
     p.set_defaults(func=cmd_speed)
+
+    from ..bench import semantic
+    from ..importance import DEFAULT_IMPORTANCE_STRENGTH
+
+    p = bench_sub.add_parser(
+        "semantic", help="semantics-aware compression: quality inside and outside the important region",
+        description="At equal file size, PSNR and SSIM inside the important region (face boxes, or the "
+                    "top 20%% of the saliency map) and outside it, for imagegs with and without "
+                    "--importance, JPEG and AVIF. Resumable: rerun the same command to continue.")
+    p.add_argument("--images", nargs="+", default=list(semantic.SAMPLES), metavar="IMAGE",
+                   help="image files, 'astronaut' or skimage:NAME (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the cache)")
+    p.add_argument("--bpp", default=",".join(f"{b:g}" for b in semantic.DEFAULT_BPP), metavar="LIST",
+                   help="target bits per pixel, comma-separated (default %(default)s)")
+    p.add_argument("--methods", type=name_list, default=list(semantic.METHODS), metavar="LIST",
+                   help=f"comma-separated, from {','.join(semantic.METHODS)} (default: all)")
+    p.add_argument("--max-side", type=int, default=semantic.DEFAULT_MAX_SIDE, metavar="N",
+                   help="downscale images so the long side is at most N pixels (default %(default)s; 0: none)")
+    p.add_argument("--importance", choices=semantic.IMPORTANCE_CHOICES, default="auto",
+                   help="the importance map and region: auto (default: faces where one is found, else "
+                        "saliency), faces or saliency")
+    p.add_argument("--importance-strength", type=importance_strength, default=DEFAULT_IMPORTANCE_STRENGTH,
+                   metavar="S", help="strength of imagegs-importance (default %(default)g)")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=semantic.DEFAULT_SCHEDULE,
+                   help="imagegs fit schedule (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, metavar="S",
+                   help="imagegs's maximum fit steps (default: the schedule's; fewer for a quick look)")
+    add_threads(p)
+    add_executor_options(p, local_default=False)
+    add_quiet(p)
+    p.set_defaults(func=cmd_semantic)
 
     from ..bench import textures
 

@@ -20,7 +20,7 @@ from ..metrics import map_quality, quality_8bit
 from ..textures import DEFAULT_KIND_WEIGHTS, finish_maps, parse_map_weights
 from ._common import (add_fit_options, fit_kwargs, CLIError, add_decode_options, add_size_options, check_output,
                       decode_kwargs, format_bytes, fraction, nonnegative_int, output_depths, positive_float,
-                      positive_int, set_threads, size_from_args, top_k_arg)
+                      positive_int, resolve_importance, set_threads, size_from_args, top_k_arg)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -36,6 +36,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         options["map_weights"] = parse_map_weights(args.map_weights)
     set_threads(args.threads)
     image = read_source(args.images, alpha=args.alpha, maps=args.maps)
+    options = resolve_importance(options, image.pixels)
     if not args.quiet:
         target = f"{args.bpp} bpp" if args.bpp is not None else f"{args.gaussians or DEFAULT_NUM_GAUSSIANS} Gaussians"
         print(f"encoding {', '.join(map(str, image.source))}: {image.width}x{image.height}, "

@@ -25,7 +25,7 @@ from ..io import read_source, write_images
 from ..metrics import quality_8bit
 from ._common import (add_fit_options, fit_kwargs, CLIError, add_bit_depth, add_decode_options, add_size_options,
                       check_output, decode_kwargs, format_bytes, output_depths,
-                      positive_int, set_threads, size_from_args, top_k_arg)
+                      positive_int, resolve_importance, set_threads, size_from_args, top_k_arg)
 
 
 
@@ -54,6 +54,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     set_threads(args.threads)
 
     image = read_source(args.images, alpha=args.alpha, maps=args.maps)
+    options = resolve_importance(options, image.pixels)
     if num > image.height * image.width:
         raise CLIError(f"--gaussians {num} is more than the {image.width}x{image.height} image has "
                        "pixels; use fewer Gaussians")
