@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, read_image, readable_extensions, to_uint8
+from ..io import atomic_write, read_source, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
 
@@ -114,12 +114,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def load_image(path: Path, *, max_side: int | None = None) -> np.ndarray:
+def load_image(path: Path | str, *, max_side: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB: alpha composited on white, grey repeated, 16 bits rounded to 8,
-    and (with ``max_side``) downscaled with Lanczos so the long side is at most ``max_side``."""
+    and (with ``max_side``) downscaled with Lanczos so the long side is at most ``max_side``.
+    ``path`` may also name a scikit-image sample (``skimage:chelsea``, as the commands read them)."""
     from PIL import Image
 
-    img = read_image(path, alpha="white")
+    img = read_source(str(path), alpha="white")
     rgb = to_uint8(img.pixels)
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)

@@ -3,9 +3,10 @@ module imports.
 
     imagegs fit | render | info          model files (.gsm)              cli/model.py
     imagegs encode | decode              compressed files (.igs)         cli/codec.py
+    imagegs restore                      denoise and compress in one      cli/restore.py
     imagegs upscale | liif ...           LIIF and resizing                cli/liif.py
     imagegs view                         the browser viewer               cli/view.py
-    imagegs bench rd | sr | speed        benchmarks                       cli/bench.py
+    imagegs bench rd | sr | speed | restore   benchmarks                  cli/bench.py
 
 Every expected failure (unreadable image or file, bad option, missing file, unwritable output)
 prints one line ``imagegs: error: <message>`` naming the user's file or option to stderr and
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import bench, codec, liif, model, view
+from . import bench, codec, liif, model, restore, view
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message, render_options
 
 __all__ = ["main", "build_parser", "CLIError"]
@@ -36,6 +37,7 @@ def build_parser() -> Parser:
     common = render_options()  # --top-k, --backend, --threads: one parent for every command that renders
     model.add_parsers(sub, common, schedules)
     codec.add_parsers(sub, common, schedules)
+    restore.add_parsers(sub, common, schedules)
     liif.add_parsers(sub)
     view.add_parsers(sub)
     group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "
