@@ -103,12 +103,12 @@ def available_methods() -> tuple[str, ...]:
 
 def _settings(method: str, options: dict) -> str:
     """Everything besides the image that decides a method's result, as one string (see rd.Cache)."""
-    from ..restoration import RULE
+    from ..restoration import RULE, SSIM_WEIGHT
 
-    if method == "restore":
-        return f"restore auto rule {RULE} {json.dumps(options, sort_keys=True)}"
-    if method.startswith("imagegs-") or method in MATCHED:
-        return f"{method} {json.dumps(options, sort_keys=True)}"
+    if method == "restore" or method in MATCHED:  # JPEG and AVIF follow restore's file size
+        return f"{method} auto rule {RULE} {json.dumps(options, sort_keys=True)}"
+    if method.startswith("imagegs-"):
+        return f"{method} ssim_weight {SSIM_WEIGHT} {json.dumps(options, sort_keys=True)}"
     return {"nlmeans": f"cv2 fastNlMeansDenoisingColored h=hColor={NLM_H}*sigma_est, 7, 21",
             "tv": f"skimage denoise_tv_chambolle weight={TV_WEIGHT}*sigma_est/255",
             "wavelet": "skimage denoise_wavelet BayesShrink soft ycbcr rescale_sigma",
