@@ -51,7 +51,7 @@ def one(image: str, max_side: int, sigma: int, n: int, ssim_weight: float) -> di
     seconds = time.perf_counter() - t
     with torch.no_grad():
         out = to_uint8(render(g).clamp(0, 1))
-    f64 = lambda a: a.astype(np.float64)  # noqa: E731
+    f64 = lambda a: a.astype(np.float64)
     return {"image": Path(image).stem.replace("skimage:", ""), "max_side": max_side, "sigma": sigma,
             "n": n, "ssim_weight": ssim_weight, "height": clean.shape[0], "width": clean.shape[1],
             "psnr": psnr(f64(out), f64(clean), data_range=255.0),

@@ -64,8 +64,8 @@ def test_auto_budget_shrinks_with_noise_and_grows_with_size():
 
 def test_restore_picks_fewer_gaussians_for_noisier_input():
     clean = _shapes()
-    low = imagegs.restore(_noisy(clean, 5), max_steps=20)
-    high = imagegs.restore(_noisy(clean, 40), max_steps=20)
+    low = imagegs.restore(_noisy(clean, 5), max_steps=20, polish_steps=0)
+    high = imagegs.restore(_noisy(clean, 40), max_steps=20, polish_steps=0)
     assert low.estimated and high.estimated and high.sigma > low.sigma
     assert high.encoded.num < low.encoded.num
 
@@ -81,10 +81,10 @@ def test_restore_improves_psnr_and_returns_the_decoded_file():
 
 
 def test_restore_overrides():
-    noisy = _noisy(_shapes(), 25)
-    r = imagegs.restore(noisy, gaussians=40, noise=10, max_steps=20)
+    noisy = _noisy(_shapes(32, 32), 25)
+    r = imagegs.restore(noisy, gaussians=40, noise=10, max_steps=20, polish_steps=0)
     assert (r.encoded.num, r.sigma, r.estimated, r.budget) == (40, 10.0, False, "gaussians")
-    r = imagegs.restore(noisy, bpp=4.0, max_steps=20)
+    r = imagegs.restore(noisy, bpp=4.0, max_steps=20, polish_steps=0)
     assert r.budget == "bpp" and r.encoded.bpp <= 4.0
 
 
@@ -114,7 +114,7 @@ def test_cli_restore_writes_image_and_file(tmp_path, capsys):
 def test_cli_restore_bad_options_one_line(tmp_path, capsys, args, match):
     src = tmp_path / "in.png"
     PILImage.fromarray(_shapes(16, 16)).save(src)
-    rc, out, err = _run(capsys, "restore", src, "-o", tmp_path / "o.png", *args)
+    rc, _, err = _run(capsys, "restore", src, "-o", tmp_path / "o.png", *args)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and match in err
     assert not (tmp_path / "o.png").exists()
 
@@ -122,7 +122,7 @@ def test_cli_restore_bad_options_one_line(tmp_path, capsys, args, match):
 def test_cli_restore_unreadable_input_one_line(tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_text("not an image")
-    rc, out, err = _run(capsys, "restore", bad, "-o", tmp_path / "o.png")
+    rc, _, err = _run(capsys, "restore", bad, "-o", tmp_path / "o.png")
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "broken.png" in err
 
 

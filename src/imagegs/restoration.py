@@ -23,7 +23,7 @@ import torch
 from .defaults import DEFAULT_TOP_K
 from .init import as_image
 
-__all__ = ["Restored", "restore", "estimate_noise", "content_features", "auto_budget", "check_noise"]
+__all__ = ["Restored", "auto_budget", "check_noise", "content_features", "estimate_noise", "restore"]
 
 DETAIL_BLUR = 2.0  # px: the blur that separates content from noise in content_features
 # auto_budget's rule: Gaussians per pixel = exp(A) * sigma^B * detail^C (sigma, detail: 8-bit

@@ -48,8 +48,17 @@ import numpy as np
 from ..io import atomic_write, image_files
 from .rd import Cache, load_image
 
-__all__ = ["DEGRADATIONS", "METHODS", "SAMPLES", "degrade", "run_task", "run", "summarise", "format_table",
-           "available_methods"]
+__all__ = [
+    "DEGRADATIONS",
+    "METHODS",
+    "SAMPLES",
+    "available_methods",
+    "degrade",
+    "format_table",
+    "run",
+    "run_task",
+    "summarise",
+]
 
 # name -> (kind, parameter): Gaussian noise of this std on 8-bit values, or JPEG at this quality.
 DEGRADATIONS: dict[str, tuple[str, int]] = {
@@ -198,7 +207,7 @@ def run_task(task: dict) -> dict:
     except RateControlError as e:  # a fixed rate too low for a small image: recorded, left out of the means
         return dict(record, error=str(e))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    f64 = lambda a: a.astype(np.float64)  # noqa: E731
+    f64 = lambda a: a.astype(np.float64)
     return dict(record, psnr=metrics.psnr(f64(out), f64(clean), data_range=255.0), ssim=ssim(clean, out),
                 seconds=wall, cpu_seconds=cpu, **extra)
 
@@ -239,13 +248,14 @@ def _check_names(given: Sequence[str], known: Sequence[str], option: str) -> lis
 def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = None,
         samples: Sequence[str] = SAMPLES, degradations: Sequence[str] = tuple(DEGRADATIONS),
         methods: Sequence[str] | None = None, max_side: int | None = DEFAULT_MAX_SIDE, seed: int = 0,
-        options: dict | None = None, progress: bool = True) -> dict:
+        options: dict | None = None, progress: bool = True, cached_only: bool = False) -> dict:
     """Run (or continue) the benchmark; writes records, ``summary.json`` and the plot to ``out``
     and returns the summary.
 
     ``methods``: default every available one (:func:`available_methods`); asking for ``bm3d``
     without its package is an error. ``options``: passed to :func:`imagegs.restore` (e.g.
-    ``max_steps`` for a quick run; they are part of the records' settings).
+    ``max_steps`` for a quick run; they are part of the records' settings). ``cached_only``:
+    compute nothing, summarise the records already in ``out`` (e.g. of runs split by degradation).
     """
     from tqdm import tqdm
 
@@ -272,8 +282,9 @@ def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = 
                                   f"{name}:{deg}", None)
 
     first = [task(n, s, d, m) for n, s in pictures for d in degradations for m in methods
-             if m not in MATCHED and missing(n, d, m)]
-    later = [(n, s, d, m) for n, s in pictures for d in degradations for m in methods if m in MATCHED]
+             if m not in MATCHED and missing(n, d, m) and not cached_only]
+    later = [(n, s, d, m) for n, s in pictures for d in degradations for m in methods
+             if m in MATCHED and not cached_only]
     bar = tqdm(total=len(first) + sum(missing(n, d, m) for n, _, d, m in later), desc="bench restore",
                unit="task", disable=not progress, file=sys.stderr)
     try:
@@ -282,7 +293,7 @@ def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = 
             cache.add(run_task(t))
             bar.update(1)
         for n, s, d, m in later:
-            if missing(n, d, m):
+            if missing(n, d, m) and ("restore", f"{n}:{d}", None) in cache.records:
                 match = cache.records[("restore", f"{n}:{d}", None)]["bpp"]
                 bar.set_postfix_str(f"{n} {d} {m}")
                 cache.add(run_task(task(n, s, d, m, match_bpp=match)))
@@ -295,7 +306,8 @@ def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = 
     summary = summarise(records, max_side=max_side, seed=seed, options=options)
     atomic_write(out / "summary.json", lambda p: Path(p).write_text(json.dumps(summary, indent=1) + "\n"))
     try:
-        plot(summary, out / "restore_psnr.png")
+        if summary["table"]:
+            plot(summary, out / "restore_psnr.png")
     except ImportError:  # matplotlib is in the [bench] extra
         print("imagegs: matplotlib not installed, no plot (pip install 'imagegs[bench]')", file=sys.stderr)
     return summary
@@ -304,22 +316,29 @@ def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = 
 # ------------------------------------------------------------------------------------ summary
 
 
+def _mean(rows: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over ``rows``; None unless every row has it."""
+    values = [r.get(key) for r in rows]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def summarise(records: list[dict], *, max_side: int | None, seed: int, options: dict) -> dict:
     """Means per degradation and method, restore's paired gains, and the issue's targets."""
     table: dict[str, dict[str, dict]] = {}
+    records = [r for r in records if "error" not in r]
     for deg in DEGRADATIONS:
+        # the images restore ran on (all, where it did not run): every row a mean over the same images
+        restored = {r["name"] for r in records if r["degradation"] == deg and r["method"] == "restore"}
         for m in METHODS:
-            rows = [r for r in records if r["degradation"] == deg and r["method"] == m and "error" not in r]
+            rows = [r for r in records if r["degradation"] == deg and r["method"] == m
+                    and (not restored or r["name"] in restored)]
             if not rows:
                 continue
-            mean = lambda k: (float(np.mean([r[k] for r in rows])) if all(r.get(k) is not None for r in rows)  # noqa: E731
-                              else None)
-            table.setdefault(deg, {})[m] = {"psnr": mean("psnr"), "ssim": mean("ssim"), "bpp": mean("bpp"),
-                                            "gaussians": mean("gaussians"), "seconds": mean("seconds"),
-                                            "cpu_seconds": mean("cpu_seconds"), "images": len(rows)}
+            keys = ("psnr", "ssim", "bpp", "gaussians", "seconds", "cpu_seconds")
+            table.setdefault(deg, {})[m] = {k: _mean(rows, k) for k in keys} | {"images": len(rows)}
     gains: dict[str, dict[str, float]] = {}
     for deg in table:
-        by = {(r["name"], r["method"]): r for r in records if r["degradation"] == deg and "error" not in r}
+        by = {(r["name"], r["method"]): r for r in records if r["degradation"] == deg}
         for other in ("degraded", *MATCHED, "bm3d", "nlmeans"):
             pairs = [by[(n, "restore")]["psnr"] - by[(n, other)]["psnr"]
                      for n, m in by if m == "restore" and (n, other) in by]
@@ -332,7 +351,8 @@ def summarise(records: list[dict], *, max_side: int | None, seed: int, options: 
     for t in targets.values():
         t["met"] = None if t["got_db"] is None else bool(t["got_db"] >= t["want_db"])
     return {"protocol": "clean images (long side <= max_side, Lanczos) degraded synthetically; PSNR and "
-                        "SSIM of each method's 8-bit output against the clean image; means over images",
+                        "SSIM of each method's 8-bit output against the clean image; means over the "
+                        "images restore ran on (per degradation)",
             "max_side": max_side, "seed": seed, "restore_options": options,
             "images": sorted({r["name"] for r in records}), "table": table, "restore_gains": gains,
             "targets": {TARGET["degradation"]: targets}, "date": datetime.date.today().isoformat()}
@@ -348,10 +368,12 @@ def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(degs), figsize=(4.6 * len(degs), 4.0), squeeze=False)
     for ax, deg in zip(axes.flat, degs):
         t = summary["table"][deg]
+        most = max(r["images"] for r in t.values())
         fixed = [t[m] for m in METHODS if m.startswith("imagegs-") and m in t]
         if fixed:
+            few = min(r["images"] for r in fixed)
             ax.plot([r["bpp"] for r in fixed], [r["psnr"] for r in fixed], "o-", color="crimson",
-                    label="imagegs, fixed bpp")
+                    label="imagegs, fixed bpp" + (f" ({few} of the images)" if few < most else ""))
         if "restore" in t:
             ax.plot([t["restore"]["bpp"]], [t["restore"]["psnr"]], "*", ms=15, color="crimson",
                     label="restore (auto)")
@@ -363,26 +385,33 @@ def plot(summary: dict, path: Path) -> None:
             if m in t:
                 ax.axhline(t[m]["psnr"], ls="--" if m == "degraded" else ":", color=f"C{i}", lw=1.2,
                            label=f"{m} (no file)")
-        ax.set_title(f"{deg} ({max(r['images'] for r in t.values())} images)")
+        ax.set_title(f"{deg} ({most} images)")
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.08)
         ax.set_xlabel("bits per pixel (whole file)")
         ax.set_ylabel("PSNR against the clean image (dB)")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes.flat:  # one legend for all panels, each entry once
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=5, fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
 
 def format_table(summary: dict) -> str:
-    """Markdown: PSNR / SSIM (bpp) per method (rows) and degradation (columns)."""
+    """Markdown: PSNR / SSIM (, bpp) per method (rows) and degradation (columns); a method measured
+    on fewer images than the others of its column says on how many."""
     degs = list(summary["table"])
     lines = ["| method | " + " | ".join(degs) + " |", "|---|" + "---|" * len(degs)]
     for m in METHODS:
         cells = []
         for d in degs:
             r = summary["table"][d].get(m)
+            most = max(x["images"] for x in summary["table"][d].values())
             cells.append("" if r is None else f"{r['psnr']:.2f} / {r['ssim']:.3f}"
-                         + (f" ({r['bpp']:.3f} bpp)" if r["bpp"] is not None else ""))
+                         + (f", {r['bpp']:.3f} bpp" if r["bpp"] is not None else "")
+                         + (f" ({r['images']} images)" if r["images"] < most else ""))
         if any(cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

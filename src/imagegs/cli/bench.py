@@ -74,7 +74,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         summary = run(out=args.out, images=args.images, samples=args.samples, degradations=args.degradations,
                       methods=args.methods, max_side=args.max_side, seed=args.seed, options=options,
-                      progress=not args.quiet)
+                      progress=not args.quiet, cached_only=args.cached_only)
     except RestoreBenchError as e:
         raise CLIError(str(e)) from None
     print(format_table(summary))
@@ -196,6 +196,8 @@ def _add_restore(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="fast", help="imagegs fit schedule")
     p.add_argument("--steps", type=positive_int, metavar="S", help="imagegs fit steps (for quick runs)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: summarise the records already in --out")
     add_threads(p)
     add_quiet(p)
     p.set_defaults(func=cmd_restore)

@@ -10,8 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import (CLIError, add_fit_options, check_output, fit_kwargs, format_bytes, positive_float,
-                      positive_int, set_threads)
+from ._common import (
+    CLIError,
+    add_fit_options,
+    check_output,
+    fit_kwargs,
+    format_bytes,
+    positive_float,
+    positive_int,
+    set_threads,
+)
 
 
 def noise_value(text: str) -> str | float:
