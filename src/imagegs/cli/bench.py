@@ -81,6 +81,7 @@ def cmd_semantic(args: argparse.Namespace) -> int:
                   steps=args.steps, progress=not args.quiet, executor=executor)
     print(format_table(summary))
     print(f"wrote {Path(args.out) / 'semantic.json'}, semantic.md and semantic.png")
+    return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
