@@ -5,6 +5,7 @@
     imagegs.write_image(imagegs.render(g, 2048, 2048), "big.png")
     imagegs.save_igs(imagegs.compress("photo.png", bpp=0.3).data, "photo.igs")
     rgb = imagegs.decode("photo.igs")                    # (H, W, C) uint8
+    clean = imagegs.restore("noisy.png").image           # denoised: a noise-sized budget
 
 Every function that takes an image accepts a path, an :class:`Image` from :func:`read_image`, a
 numpy array (H, W[, C]) or a tensor (C, H, W). See docs/api.md.
@@ -16,12 +17,13 @@ from .fitting import FitConfig, fit
 from .gaussians import Gaussians
 from .io import Image, read_image, write_image, write_images
 from .renderer import decode_pixels, render
+from .restoration import restore
 from .upscaling import upscale
 
 __all__ = ["Gaussians", "fit", "FitConfig", "render", "decode_pixels",
            "compress", "encode", "decode", "decode_gaussians", "read_igs_header", "save_igs", "load_igs",
            "Encoded", "save_model", "load_model", "Model", "read_image", "write_image", "write_images",
-           "Image", "upscale"]
+           "Image", "upscale", "restore"]
 __version__ = "0.1.0"
 
 _CODEC = frozenset({"Encoded", "compress", "decode", "decode_gaussians", "encode", "load_igs",

@@ -4,9 +4,10 @@ module imports.
     imagegs fit | render | info          model files (.gsm)              cli/model.py
     imagegs encode | decode              compressed files (.igs)         cli/codec.py
     imagegs batch encode | decode        whole folders, local or Dask     cli/batch.py
+    imagegs restore                      denoise and compress in one      cli/restore.py
     imagegs upscale | liif ...           LIIF and resizing                cli/liif.py
     imagegs view                         the browser viewer               cli/view.py
-    imagegs bench rd | sr | speed | semantic   benchmarks                 cli/bench.py
+    imagegs bench rd | sr | speed | semantic | restore   benchmarks       cli/bench.py
 
 Every expected failure (unreadable image or file, bad option, missing file, unwritable output)
 prints one line ``imagegs: error: <message>`` naming the user's file or option to stderr and
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import batch, bench, codec, liif, model, view
+from . import batch, bench, codec, liif, model, restore, view
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message, render_options
 
 __all__ = ["main", "build_parser", "CLIError"]
@@ -38,6 +39,7 @@ def build_parser() -> Parser:
     model.add_parsers(sub, common, schedules)
     codec.add_parsers(sub, common, schedules)
     batch.add_parsers(sub, common, schedules)
+    restore.add_parsers(sub, common, schedules)
     liif.add_parsers(sub)
     view.add_parsers(sub)
     group = sub.add_parser("bench", help="benchmarks (rd: rate-distortion, sr: super-resolution, "

@@ -1,4 +1,4 @@
-"""``imagegs bench rd | sr | speed | semantic | textures``: the benchmarks, each registered the same way.
+"""``imagegs bench rd | sr | speed | semantic | restore | textures``: the benchmarks, each registered the same way.
 
 Each benchmark is a library module under :mod:`imagegs.bench` with a ``run``-style function that
 takes plain arguments; this module only declares its options and prints what it returns.
@@ -98,8 +98,30 @@ def cmd_semantic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """``imagegs bench restore``: run or resume, print the table and the targets."""
+    from ..bench.restore import RestoreBenchError, format_table, run
+
+    set_threads(args.threads)
+    options = {"schedule": args.schedule, **({"max_steps": args.steps} if args.steps else {})}
+    try:
+        summary = run(out=args.out, images=args.images, samples=args.samples, degradations=args.degradations,
+                      methods=args.methods, max_side=args.max_side, seed=args.seed, options=options,
+                      progress=not args.quiet, cached_only=args.cached_only)
+    except RestoreBenchError as e:
+        raise CLIError(str(e)) from None
+    print(format_table(summary))
+    for deg, targets in summary["targets"].items():
+        for name, t in targets.items():
+            if t["got_db"] is not None:
+                print(f"{deg} restore {name.replace('_', ' ')}: {t['got_db']:+.2f} dB "
+                      f"(target {t['want_db']:+.1f}: {'met' if t['met'] else 'missed'})")
+    print(f"wrote {Path(args.out) / 'summary.json'}")
+    return 0
+
+
 def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
-    """Register ``rd``, ``sr``, ``speed``, ``semantic`` and ``textures`` in the ``bench`` group."""
+    """Register ``rd``, ``sr``, ``speed``, ``semantic``, ``restore`` and ``textures`` in the ``bench`` group."""
     from ..bench.codecs import CODECS
     from ..bench.rd import DEFAULT_BPP, DEFAULT_SCHEDULE
     from ..bench.speed import IMAGES
@@ -239,3 +261,34 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     add_threads(p)
     add_quiet(p)
     p.set_defaults(func=cmd_textures)
+    _add_restore(bench_sub)
+
+
+def _add_restore(bench_sub: argparse._SubParsersAction) -> None:
+    from ..bench.restore import DEFAULT_MAX_SIDE, DEGRADATIONS, SAMPLES, available_methods
+    from ..fitting import SCHEDULES
+
+    p = bench_sub.add_parser("restore", help="joint compression and restoration against denoisers and codecs",
+                             description="Degrade clean images (Gaussian noise, JPEG), restore them with "
+                                         "imagegs and with dedicated denoisers, compress them with JPEG "
+                                         "and AVIF at restore's size, and measure PSNR/SSIM against the "
+                                         "clean images. Resumable: rerun the same command to continue.")
+    p.add_argument("--images", nargs="*", default=[], metavar="PATH", help="image files or folders")
+    p.add_argument("--samples", type=name_list, default=list(SAMPLES), metavar="NAMES",
+                   help=f"scikit-image photographs (default {','.join(SAMPLES)}; '' for none)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: records (the cache), summary.json, restore_psnr.png")
+    p.add_argument("--degradations", type=name_list, default=list(DEGRADATIONS), metavar="LIST",
+                   help=f"default {','.join(DEGRADATIONS)}")
+    p.add_argument("--methods", type=name_list, default=None, metavar="LIST",
+                   help=f"default all available: {','.join(available_methods())}")
+    p.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
+                   help=f"downscale so the long side is at most N pixels (default {DEFAULT_MAX_SIDE})")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="fast", help="imagegs fit schedule")
+    p.add_argument("--steps", type=positive_int, metavar="S", help="imagegs fit steps (for quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: summarise the records already in --out")
+    add_threads(p)
+    add_quiet(p)
+    p.set_defaults(func=cmd_restore)
