@@ -216,11 +216,13 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     shared = share()
     queue = iter(enumerate(items))
     task_of: dict[str, tuple[int, Any, int]] = {}  # future key -> (index, item, resubmissions)
+    live: dict[str, Any] = {}  # future key -> future not yet yielded (only this thread changes it)
     pending = as_completed()
 
     def launch(index: int, item: Any, tries: int) -> None:
         future = client.submit(fn, item, pure=False, **shared)
         task_of[future.key] = (index, item, tries)
+        live[future.key] = future
         pending.add(future)
 
     def submit(count: int) -> None:
@@ -234,6 +236,7 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
     try:
         for future in pending:
             index, item, tries = task_of.pop(future.key)
+            live.pop(future.key, None)
             if future.status == "cancelled" and tries < _LOST_TASK_RETRIES:
                 # the scheduler dropped the task ("already forgotten": a worker holding its
                 # input died): not an error of fn, so send the shared values again and rerun it
@@ -253,9 +256,9 @@ def _run_dask(client: Any, fn: Callable, items: Iterable, common: dict, errors: 
             submit(1)
             yield index, result
     finally:
-        # interrupted: stop what is still queued or running (from a copy: as_completed's thread
-        # changes its dict as tasks finish)
-        unfinished = list(pending.futures)
+        # interrupted: stop what is still queued or running (our own record of them: as_completed's
+        # thread changes its dict as tasks finish)
+        unfinished = list(live.values())
         if unfinished:
             client.cancel(unfinished)
 
