@@ -169,3 +169,20 @@ def test_bench_restore_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
 def test_bench_restore_bad_options_one_line(tmp_path, capsys, args, match):
     rc, _, err = _run(capsys, "bench", "restore", "--out", tmp_path / "o", *args)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and match in err
+
+
+def test_bench_restore_through_the_batch_executor(tmp_path, capsys):
+    """--workers 1: the same tasks on a local Dask cluster give the same records (timings aside),
+    the codec matched to restore's size included."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    PILImage.fromarray(_shapes(32, 32)).save(folder / "shapes.png")
+    common = ["bench", "restore", "--images", folder, "--samples", "", "--degradations", "noise25",
+              "--methods", "degraded,restore,jpeg", "--steps", 10, "--quiet", "--threads", 1]
+    records = {}
+    for name, extra in (("local", ()), ("cluster", ("--workers", 1))):
+        rc, _, err = _run(capsys, *common, "--out", tmp_path / name, *extra)
+        assert rc == 0, err
+        lines = [json.loads(x) for x in (tmp_path / name / "records.jsonl").read_text().splitlines()]
+        records[name] = {r["method"]: (r["psnr"], r.get("bpp")) for r in lines}
+    assert records["cluster"] == records["local"] and set(records["local"]) == {"degraded", "restore", "jpeg"}

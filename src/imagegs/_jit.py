@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-# Compile-time estimate shown to the user (seconds, 2 cores, docs/notes/compile.md).
+# Compile-time estimate shown to the user (seconds, 2 cores, docs/NOTES.md, "First run").
 NOTICE = "imagegs: compiling kernels (first run only, ~{s:.0f} s)"
 _PROCESSES = 2  # child processes compiling at once (the machines we target have >= 2 cores)
 

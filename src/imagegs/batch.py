@@ -8,7 +8,7 @@ the benchmarks share.
 Engine: ``dask.distributed``. By default a ``LocalCluster`` of worker *processes*, each running
 one task at a time with ``threads`` Numba and torch threads, sized so that workers x threads =
 the cores this process may use and every worker has :data:`MEMORY_LIMIT` (a 2048x2048 encode fits
-in it: docs/notes/batch.md); ``scheduler="tcp://host:8786"`` sends the same tasks to an existing
+in it: docs/NOTES.md, "Batch encode/decode on Dask"); ``scheduler="tcp://host:8786"`` sends the same tasks to an existing
 cluster, ``client=`` uses a ``Client`` the caller made, and ``workers=0`` runs the tasks in this
 process without Dask (debugging, and the benchmarks' default).
 

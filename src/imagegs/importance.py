@@ -20,7 +20,7 @@
 What the map steers (the fit's initial sampling, its error-guided additions and its loss) is
 one weight per pixel, ``1 + strength * importance`` (:func:`steering_weights`), with one knob,
 ``importance_strength`` (default ``DEFAULT_IMPORTANCE_STRENGTH``, chosen by measurement:
-docs/notes/semantic.md).
+docs/NOTES.md, "Semantics-aware compression").
 
 OpenCV is optional (the ``semantic`` extra) and imported only when "saliency" or "faces" is
 asked for, so ``import imagegs`` stays free of it.
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 SOURCES = ("saliency", "faces")  # the computed importance sources (besides a map file or array)
-DEFAULT_IMPORTANCE_STRENGTH = 8.0  # the sweep in docs/notes/semantic.md: the largest gain inside for < 1 dB lost outside
+DEFAULT_IMPORTANCE_STRENGTH = 8.0  # the sweep in docs/NOTES.md, "Semantics-aware compression": the largest gain inside for < 1 dB lost outside
 MAX_IMPORTANCE_STRENGTH = 1000.0  # beyond this the unimportant pixels' weights vanish in float32
 SALIENCY_BLUR = 0.05  # Gaussian std of the saliency blur, as a share of the image's long side
 FACE_SOFTNESS = 0.15  # Gaussian std of the fall-off around a face box, as a share of its side

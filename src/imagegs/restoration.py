@@ -8,7 +8,7 @@ content but not its noise, and decode the result.
 A few thousand smooth Gaussians cannot follow pixel-wise noise: fitted with too few they blur the
 content, with too many they copy the noise. :func:`auto_budget` picks the count between the two
 from the estimated noise level and the image's content, by a rule fitted on measurements
-(``benchmarks/restore_budget.py``, docs/notes/restore.md). ``bpp=`` or ``gaussians=`` override it.
+(``benchmarks/restore_budget.py``, docs/NOTES.md, "Joint compression and restoration"). ``bpp=`` or ``gaussians=`` override it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["Restored", "auto_budget", "check_noise", "content_features", "estima
 DETAIL_BLUR = 2.0  # px: the blur that separates content from noise in content_features
 # auto_budget's rule: Gaussians per pixel = exp(A) * sigma^B * detail^C (sigma, detail: 8-bit
 # levels), least squares on the best counts of benchmarks/results/restore/budget_sweep.jsonl
-# (benchmarks/restore_budget.py --fit: budget_rule.json; docs/notes/restore.md). sigma is held to
+# (benchmarks/restore_budget.py --fit: budget_rule.json; docs/NOTES.md, "Joint compression and restoration"). sigma is held to
 # the range measured (SIGMA_RANGE: estimates of sigma 10 to 50) and the density to
 # [MIN_DENSITY, MAX_DENSITY]: outside, the rule would extrapolate.
 RULE_A, RULE_B, RULE_C = -2.38, -1.42, 1.08

@@ -13,7 +13,7 @@ jointly into one file. Each map (a channel group of :class:`imagegs.io.Image`) h
 Kinds come from the file name (:data:`SUFFIXES`: ``rock_normal.png`` or ``normal.png``) or from
 ``--maps name:kind,...``; they are stored in the .igs (header field 13, docs/format.md). Per-map
 loss weights (``--map-weights``) become per-channel ``pixel_weights`` of the fit; the defaults per
-kind (:data:`DEFAULT_KIND_WEIGHTS`) were chosen by a measured sweep (docs/notes/textures.md).
+kind (:data:`DEFAULT_KIND_WEIGHTS`) were chosen by a measured sweep (docs/NOTES.md, "Texture sets").
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ SUFFIXES: dict[str, str] = {
                      "occlusion", "ambientocclusion", "height", "disp", "displacement", "bump"), SCALAR),
 }
 # Default loss weight of a map by kind (per channel; normalised over the stack by the loss).
-# Chosen by the sweep in docs/notes/textures.md: see there for the measured alternatives.
+# Chosen by the sweep in docs/NOTES.md, "Texture sets": see there for the measured alternatives.
 DEFAULT_KIND_WEIGHTS: dict[str, float] = {COLOUR: 1.0, NORMAL: 1.0, SCALAR: 1.0}
 NORMAL_CHANNELS = 3
 

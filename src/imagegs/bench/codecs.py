@@ -20,7 +20,7 @@ bpp always comes from the whole file, ``8 * len(data) / (H * W)``, and the actua
 is reported, never the target.
 
 Encoder settings are each library's best-practice ones where that is affordable (details in
-each codec's ``description``, measured effects in docs/notes/baselines.md): JPEG via Pillow's
+each codec's ``description``, measured effects in docs/NOTES.md, "Baseline settings audit"): JPEG via Pillow's
 libjpeg-turbo with Huffman optimisation, 4:2:0 and 4:4:4; WebP method 6; AVIF (libavif/AOM via
 Pillow, default speed 6, tune=psnr, 4:2:0 and 4:4:4); JPEG 2000 (OpenJPEG via Pillow,
 irreversible 9/7 wavelet and colour transform, raw codestream, rate targeted by compression
@@ -182,7 +182,7 @@ class PillowCodec(Codec):
 
 
 # JPEG 2000's knob is the target rate; OpenJPEG takes it as a compression ratio (24 bpp / rate)
-# and lands within about 0.5 % of it on the whole codestream (measured, docs/notes/baselines.md).
+# and lands within about 0.5 % of it on the whole codestream (measured, docs/NOTES.md, "Baseline settings audit").
 # A geometric grid of rates from 0.01 to 16 bpp, 0.25 % apart, so the search loses at most that.
 _J2K_RATES = tuple(float(r) for r in np.geomspace(0.01, 16.0, round(math.log(1600) / math.log(1.0025)) + 1))
 
@@ -254,7 +254,7 @@ class BCCodec(TextureCodec):
     """BC1 encoded by quicktex (rgbcx), BC7 by etcpak (bc7enc); both decoded by
     texture2ddecoder (which returns BGRA)."""
 
-    BC1_LEVEL = 18  # rgbcx's highest (etcpak's fast BC1 is 3-8 dB worse: docs/notes/baselines.md)
+    BC1_LEVEL = 18  # rgbcx's highest (etcpak's fast BC1 is 3-8 dB worse: docs/NOTES.md, "Baseline settings audit")
     BC7_UBER_LEVEL = 4  # bc7enc's highest
     BC7_PARTITIONS = 64  # all of BC7's
 

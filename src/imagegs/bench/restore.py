@@ -20,7 +20,7 @@ the *clean* original (PSNR and SSIM of the 8-bit result, ``bench.measures``):
 
 The denoisers are given the same blind noise estimate as restore (:func:`imagegs.restoration.estimate_noise`).
 Their strengths were chosen on astronaut and coffee at 512 px, sigma 10/25/50 (h from 0.6..1.2 x
-sigma, TV weight from 1..4 x sigma / 255): the best on average (docs/notes/restore.md).
+sigma, TV weight from 1..4 x sigma / 255): the best on average (docs/NOTES.md, "Joint compression and restoration").
 
 Each (image, degradation, method) is one task (:func:`run_task`: a dict in, one record out, no
 shared state) and one record in ``OUT/records.jsonl`` (the RD benchmark's :class:`Cache`): a rerun
@@ -248,16 +248,21 @@ def _check_names(given: Sequence[str], known: Sequence[str], option: str) -> lis
 def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = None,
         samples: Sequence[str] = SAMPLES, degradations: Sequence[str] = tuple(DEGRADATIONS),
         methods: Sequence[str] | None = None, max_side: int | None = DEFAULT_MAX_SIDE, seed: int = 0,
-        options: dict | None = None, progress: bool = True, cached_only: bool = False) -> dict:
+        options: dict | None = None, progress: bool = True, cached_only: bool = False,
+        executor: dict | None = None) -> dict:
     """Run (or continue) the benchmark; writes records, ``summary.json`` and the plot to ``out``
     and returns the summary.
+
+    ``executor``: None (default): every task in this process, in order; otherwise the keyword
+    arguments of :func:`imagegs.batch.map_tasks` (``workers``, ``threads``, ``scheduler``), which
+    runs the tasks in parallel (the JPEG/AVIF tasks after the restore tasks whose size they match).
 
     ``methods``: default every available one (:func:`available_methods`); asking for ``bm3d``
     without its package is an error. ``options``: passed to :func:`imagegs.restore` (e.g.
     ``max_steps`` for a quick run; they are part of the records' settings). ``cached_only``:
     compute nothing, summarise the records already in ``out`` (e.g. of runs split by degradation).
     """
-    from tqdm import tqdm
+    from ..batch import map_tasks
 
     pictures = _sources(images, samples)
     degradations = _check_names(list(degradations), list(DEGRADATIONS), "--degradations")
@@ -285,21 +290,16 @@ def run(*, out: str | os.PathLike, images: Sequence[str | os.PathLike] | None = 
              if m not in MATCHED and missing(n, d, m) and not cached_only]
     later = [(n, s, d, m) for n, s in pictures for d in degradations for m in methods
              if m in MATCHED and not cached_only]
-    bar = tqdm(total=len(first) + sum(missing(n, d, m) for n, _, d, m in later), desc="bench restore",
-               unit="task", disable=not progress, file=sys.stderr)
-    try:
-        for t in first:  # image-major: a partial run has whole images
-            bar.set_postfix_str(f"{t['name']} {t['degradation']} {t['method']}")
-            cache.add(run_task(t))
-            bar.update(1)
-        for n, s, d, m in later:
-            if missing(n, d, m) and ("restore", f"{n}:{d}", None) in cache.records:
-                match = cache.records[("restore", f"{n}:{d}", None)]["bpp"]
-                bar.set_postfix_str(f"{n} {d} {m}")
-                cache.add(run_task(task(n, s, d, m, match_bpp=match)))
-                bar.update(1)
-    finally:
-        bar.close()
+    def execute(tasks: list[dict], desc: str) -> None:
+        for _, record in map_tasks(run_task, tasks, progress=progress, desc=desc, unit="task",
+                                   **(executor or {"workers": 0})):
+            cache.add(record)
+
+    execute(first, "bench restore")  # image-major: a partial in-process run has whole images
+    matched = [task(n, s, d, m, match_bpp=cache.records[("restore", f"{n}:{d}", None)]["bpp"])
+               for n, s, d, m in later
+               if missing(n, d, m) and ("restore", f"{n}:{d}", None) in cache.records]
+    execute(matched, "bench restore (codecs at restore's size)")
     wanted = {(f"{n}:{d}", m) for n, _ in pictures for d in degradations for m in methods}
     records = [r for r in cache.records.values()
                if (r["image"], r["method"]) in wanted and r["settings"] == _settings(r["method"], options)]

@@ -102,12 +102,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """``imagegs bench restore``: run or resume, print the table and the targets."""
     from ..bench.restore import RestoreBenchError, format_table, run
 
+    executor = executor_options(args, local_default=False)
     set_threads(args.threads)
     options = {"schedule": args.schedule, **({"max_steps": args.steps} if args.steps else {})}
     try:
         summary = run(out=args.out, images=args.images, samples=args.samples, degradations=args.degradations,
                       methods=args.methods, max_side=args.max_side, seed=args.seed, options=options,
-                      progress=not args.quiet, cached_only=args.cached_only)
+                      progress=not args.quiet, cached_only=args.cached_only, executor=executor)
     except RestoreBenchError as e:
         raise CLIError(str(e)) from None
     print(format_table(summary))
@@ -290,5 +291,6 @@ def _add_restore(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cached-only", action="store_true",
                    help="compute nothing: summarise the records already in --out")
     add_threads(p)
+    add_executor_options(p, local_default=False)
     add_quiet(p)
     p.set_defaults(func=cmd_restore)
