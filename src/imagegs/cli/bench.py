@@ -121,6 +121,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_options(p: argparse.ArgumentParser, func, *, cached: str | None = None) -> None:
+    """What the resumable benchmarks share: --cached-only (``cached`` names what it summarises;
+    None: no such option), --threads, --workers/--scheduler (the batch executor), --quiet, and
+    the command's function."""
+    if cached is not None:
+        p.add_argument("--cached-only", action="store_true",
+                       help=f"compute nothing: summarise the results already in {cached}")
+    add_threads(p)
+    add_executor_options(p, local_default=False)
+    add_quiet(p)
+    p.set_defaults(func=func)
+
+
 def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     """Register ``rd``, ``sr``, ``speed``, ``semantic``, ``restore`` and ``textures`` in the ``bench`` group."""
     from ..bench.codecs import CODECS
@@ -149,10 +162,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=DEFAULT_SCHEDULE,
                    help=f"imagegs fit schedule (default {DEFAULT_SCHEDULE}: 2400 steps; fast: 1200; "
                         "official: the authors', ~7.5k steps)")
-    add_threads(p)
-    add_executor_options(p, local_default=False)
-    add_quiet(p)
-    p.set_defaults(func=cmd_rd)
+    _add_run_options(p, cmd_rd)
 
     p = bench_sub.add_parser("sr", help="arbitrary-scale super-resolution benchmark (LIIF protocol)",
                              description="PSNR of LIIF, bicubic, Lanczos and Image-GS upscaling "
@@ -181,12 +191,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
                         "<cache>/bench-sr, the cache of 'imagegs liif weights')")
     p.add_argument("--out-dir", default="benchmarks/results", metavar="DIR",
                    help="where sr_*.json and sr_psnr.png go (default benchmarks/results)")
-    p.add_argument("--cached-only", action="store_true",
-                   help="compute nothing: summarise the results already in --work-dir")
-    add_threads(p)
-    add_executor_options(p, local_default=False)
-    add_quiet(p)
-    p.set_defaults(func=cmd_sr)
+    _add_run_options(p, cmd_sr, cached="--work-dir")
 
     p = bench_sub.add_parser("speed", help="time the fit step and the forward render",
                              description="Median time of one fit step (projection, render, loss, "
@@ -232,10 +237,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
                    help="imagegs fit schedule (default %(default)s)")
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help="imagegs's maximum fit steps (default: the schedule's; fewer for a quick look)")
-    add_threads(p)
-    add_executor_options(p, local_default=False)
-    add_quiet(p)
-    p.set_defaults(func=cmd_semantic)
+    _add_run_options(p, cmd_semantic)
 
     from ..bench import textures
 
@@ -256,12 +258,9 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=textures.DEFAULT_SCHEDULE,
                    help=f"imagegs fit schedule (default {textures.DEFAULT_SCHEDULE})")
     p.add_argument("--steps", type=positive_int, metavar="S", help="cap on the imagegs fit steps (quick checks)")
-    add_executor_options(p, local_default=False)
     p.add_argument("--map-weights", metavar="NAME:W,...",
                    help="loss weights of the joint fit per map name or kind (default: the library's)")
-    add_threads(p)
-    add_quiet(p)
-    p.set_defaults(func=cmd_textures)
+    _add_run_options(p, cmd_textures)
     _add_restore(bench_sub)
 
 
@@ -288,9 +287,4 @@ def _add_restore(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="fast", help="imagegs fit schedule")
     p.add_argument("--steps", type=positive_int, metavar="S", help="imagegs fit steps (for quick runs)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--cached-only", action="store_true",
-                   help="compute nothing: summarise the records already in --out")
-    add_threads(p)
-    add_executor_options(p, local_default=False)
-    add_quiet(p)
-    p.set_defaults(func=cmd_restore)
+    _add_run_options(p, cmd_restore, cached="--out")
