@@ -136,6 +136,7 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
         return
     import logging
 
+    import dask
     from distributed import LocalCluster
 
     from . import _jit
@@ -143,10 +144,23 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
     n, t = cluster_size(workers, threads)
     for command in warm:
         _jit.prepare(command, notice=True)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
-                      env=_worker_env(t), dashboard_address=_HTTP_ADDRESS, silence_logs=logging.ERROR) as cluster, \
+    with dask.config.set(_pre_spawn_environ(t)), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
+                         env=_worker_env(t), dashboard_address=_HTTP_ADDRESS, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as c:
         yield c
+
+
+def _pre_spawn_environ(threads: int) -> dict:
+    """Dask configuration for the environment its nanny sets *before* starting a worker process
+    (what the C libraries read at start-up). Dask's default sets MALLOC_TRIM_THRESHOLD_=65536, so
+    glibc hands freed memory back to the system at once: a fit, which allocates and frees large
+    tensors every step, then ran 1.5-4x slower in a worker than in ``imagegs encode`` (measured:
+    docs/results.md, "Batch throughput"). Unset it (None), and give OpenMP the workers' thread count
+    from the start instead of Dask's default of 1."""
+    key = "distributed.nanny.pre-spawn-environ."
+    return {key + "MALLOC_TRIM_THRESHOLD_": None,
+            **{key + name: value for name, value in _worker_env(threads).items()}}
 
 
 def _in_flight(client: Any) -> int:
