@@ -144,23 +144,34 @@ def executor(client: Any = None, *, workers: int | None = None, threads: int | N
     n, t = cluster_size(workers, threads)
     for command in warm:
         _jit.prepare(command, notice=True)
-    with dask.config.set(_pre_spawn_environ(t)), \
+    with dask.config.set(_pre_spawn_environ()), _environ_kept(), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
                          env=_worker_env(t), dashboard_address=_HTTP_ADDRESS, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as c:
         yield c
 
 
-def _pre_spawn_environ(threads: int) -> dict:
+@contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    """Restore this process's environment on exit: Dask's nanny writes its pre-spawn variables
+    (OMP_NUM_THREADS=1, ...) into it when it starts a worker."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _pre_spawn_environ() -> dict:
     """Dask configuration for the environment its nanny sets *before* starting a worker process
     (what the C libraries read at start-up). Dask's default sets MALLOC_TRIM_THRESHOLD_=65536, so
     glibc hands freed memory back to the system at once: a fit, which allocates and frees large
     tensors every step, then ran 1.5-4x slower in a worker than in ``imagegs encode`` (measured:
-    docs/results.md, "Batch throughput"). Unset it (None), and give OpenMP the workers' thread count
-    from the start instead of Dask's default of 1."""
-    key = "distributed.nanny.pre-spawn-environ."
-    return {key + "MALLOC_TRIM_THRESHOLD_": None,
-            **{key + name: value for name, value in _worker_env(threads).items()}}
+    docs/results.md, "Batch throughput"). None unsets it. (The nanny also copies these variables
+    into this process's environment: the thread counts go through ``env=`` instead, which only the
+    workers see.)"""
+    return {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 def _in_flight(client: Any) -> int:
