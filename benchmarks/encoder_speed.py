@@ -53,6 +53,14 @@ VARIANTS: dict[str, dict] = {
     "c2f-mid": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                     refine_steps=400),
     "c2f-mid-half": dict(schedule="fast", coarse=((2, 1600),), max_steps=1600, decay_steps=(), refine_steps=400),
+    # c2f-mid-onefit with the coarse factors capped by the density (16 coarse pixels per Gaussian)
+    "c2f-d16": dict(schedule="fast", coarse=((4, 800), (2, 1600)), coarse_density=16.0, max_steps=1600,
+                    decay_steps=(), refine_steps=400, one_fit=True),
+    "c2f-d32": dict(schedule="fast", coarse=((4, 800), (2, 1600)), coarse_density=32.0, max_steps=1600,
+                    decay_steps=(), refine_steps=400, one_fit=True),
+    # c2f-d16 with 400 full-size steps at the full learning rates before pruning (line art)
+    "c2f-d16-full400": dict(schedule="fast", coarse=((4, 600), (2, 1200)), coarse_density=16.0, max_steps=1600,
+                            decay_steps=(), refine_steps=400, one_fit=True),
     "c2f-mid-onefit": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                            refine_steps=400, one_fit=True),
 }

@@ -122,6 +122,25 @@ def test_one_fit_derives_both_depths_from_one_fit(monkeypatch, coffee):
         codec.compress(coffee, bpp=3.0, max_steps=60, one_fit=True, qat=0.0)
 
 
+def test_c2f_schedule_brings_its_coding_defaults(monkeypatch, coffee):
+    """schedule="c2f" (the coarse-to-fine encoder) refines the pruned fit and shares one fit
+    between bit depths unless told otherwise; other schedules do neither."""
+    seen = []
+    real = codec._at_rate
+    monkeypatch.setattr(codec, "_at_rate", lambda job, depths, *a: seen.append((job.refine_steps, len(depths)))
+                        or real(job, depths, *a))
+    pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
+    monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
+    codec.compress(coffee, bpp=3.0, schedule="c2f", max_steps=40)
+    assert seen == [(codec.CODING["c2f"]["refine_steps"], 2)]
+    seen.clear()
+    codec.compress(coffee, bpp=3.0, schedule="c2f", max_steps=40, refine_steps=0, one_fit=False)
+    assert seen == [(0, 1), (0, 1)]
+    seen.clear()
+    codec.compress(coffee, bpp=3.0, schedule="fast", max_steps=40)
+    assert seen == [(0, 1), (0, 1)]
+
+
 def test_refine_steps_refit_the_pruned_model(coffee):
     """refine_steps: the kept Gaussians get more full-size steps before the polish; the file
     still lands within the rate, and a bad count is one clear error."""

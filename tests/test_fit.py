@@ -67,6 +67,24 @@ def test_coarse_to_fine_fits_low_resolution_first(astronaut_small):
             fit(img, num_gaussians=20, coarse=bad)
 
 
+def test_coarse_factors_follow_the_density(astronaut_small):
+    """coarse_density: each factor is lowered until a Gaussian keeps that many coarse pixels
+    (equal factors merged, the later last step kept; below 2: full size), and the fit runs the
+    capped plan (recorded in fit_info)."""
+    plan = ((4, 800), (2, 1600))
+    for n, want in ((600, plan), (3500, ((3, 800), (2, 1600))), (7000, ((2, 1600),)), (14000, ())):
+        assert FitConfig(num_gaussians=n, coarse=plan, coarse_density=16.0).coarse_plan(768, 1024) == want
+    assert FitConfig(num_gaussians=14000, coarse=plan).coarse_plan(768, 1024) == plan  # 0: no cap
+    img = astronaut_small[:, :64, :64]
+    hist: list = []
+    g = fit(img, num_gaussians=64, max_steps=40, add_steps=(10,), coarse=((4, 20), (2, 30)), coarse_density=16.0,
+            eval_every=10, history=hist)  # 64 * 64 / 64 = 64 pixels each: 1/2 allowed, 1/4 not
+    assert [r["factor"] for r in hist] == [2, 2, 2, 1]
+    assert g.fit_info["config"]["coarse"] == ((2, 30),)
+    with pytest.raises(ValueError, match="coarse_density"):
+        fit(img, num_gaussians=20, coarse_density=-1.0)
+
+
 def test_refine_continues_a_pruned_model(astronaut_small):
     """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
     learning rates; the count, order, names and fit_info stay, and the fit improves."""

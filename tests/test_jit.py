@@ -80,3 +80,17 @@ def test_compile_groups_are_balanced():
 def test_every_command_names_known_kernels():
     for names in _jit.COMMANDS.values():
         assert set(names) <= set(_jit.KERNELS)
+
+
+def test_compiling_children_do_not_import_torch():
+    """The children that fill the cache import the kernel modules without the packages' __init__
+    (torch's import is ~2 s of each child's start, on the first run's critical path)."""
+    from pathlib import Path
+
+    modules = ", ".join(sorted({spec[0].py_func.__module__ for name in _jit.KERNELS
+                                for spec in _jit._specialisations(name)}))
+    code = (_jit._STUB + f"import {modules}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:1])\n")
+    r = subprocess.run([sys.executable, "-c", code, str(Path(_jit.__file__).parent)], capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.strip() == "[]"

@@ -21,7 +21,6 @@ here as before (same results as ever, just without the cold = warm guarantee).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,7 +31,7 @@ NOTICE = "imagegs: compiling kernels (first run only, ~{s:.0f} s)"
 _PROCESSES = 2  # child processes compiling at once (the machines we target have >= 2 cores)
 
 # Each kernel a command may need: (its measured cold compile CPU seconds, a function returning
-# (dispatcher, argument types)). The argument types are what the callers pass for a float32 model
+# (dispatcher, argument types), or a list of such pairs). The argument types are what the callers pass for a float32 model
 # (the fit's dtype); ``test_jit`` checks that a fit compiles nothing after ``prepare``. Numba is
 # imported only when these run (``import imagegs`` stays light).
 def _types():
@@ -43,15 +42,23 @@ def _types():
 def _forward():
     from .renderer import _forward as k
     t, f32, f64, i32, i64, a = _types()
-    return k.forward, (a(f32, 2), a(f32, 2), a(f32, 1), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, i64, f64, i64,
-                       i64, i64, i64, a(f32, 3), a(i64, 2), a(i32, 1), i64, i64, a(f32, 3), a(i32, 2), a(t.uint8, 1))
+    return [_region_tiles(), (k._forward_worker, (
+        i64, i64, a(i64, 1), i64, a(f32, 2), a(f32, 2), a(f32, 1), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, i64, f64,
+        i64, i64, i64, i64, a(f32, 3), a(i64, 2), a(i32, 1), i64, a(f32, 3), a(i32, 2), a(t.uint8, 1)))]
+
+
+def _region_tiles():
+    from .renderer import _kernels as k
+    t, f32, f64, i32, i64, a = _types()
+    return k.region_tiles, (a(i64, 1), i64, i64, i64, i64, i64)
 
 
 def _backward():
     from .renderer import _backward as k
     t, f32, f64, i32, i64, a = _types()
-    return k.backward, (a(f32, 2), a(f32, 2), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, a(f32, 3), a(f32, 3),
-                        a(i32, 2), a(t.uint8, 1), i64, i64, a(i32, 2))
+    return [_region_tiles(), (k._backward_worker, (
+        i64, i64, a(f32, 2), a(f32, 2), a(f32, 2), a(i64, 1), a(i32, 1), i64, i64, a(f32, 3), a(f32, 3), a(i32, 2),
+        a(t.uint8, 1), i64, a(i32, 2), i64, a(f32, 3), a(f32, 3), a(f32, 3)))]
 
 
 def _bin_tiles():
@@ -76,14 +83,16 @@ def _project_backward():
 def _target_stats():
     from . import _ssim_kernels as k
     t, f32, f64, i32, i64, a = _types()
-    return k.target_stats, (a(f64, 3), a(f64, 1))
+    return k._target_stats_worker, (i64, i64, a(f64, 3), a(f64, 1), a(f64, 3), a(f64, 3))
 
 
 def _loss_grad():
     from . import _ssim_kernels as k
     t, f32, f64, i32, i64, a = _types()
-    return k.loss_grad, (a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 3), a(f32, 1), a(f32, 3), f64, f64, t.boolean,
-                         a(f32, 3), a(f32, 3))
+    im = a(f32, 3)
+    return [(k._loss_pass1, (i64, i64, im, im, im, im, a(f32, 1), im, f64, im, a(f64, 1), a(f64, 1))),
+            (k._loss_pass2, (i64, i64, im, im, a(f32, 1), im, f64, f64, im, im)),
+            (k._ordered_sum, (a(f64, 1),))]
 
 
 KERNELS: dict[str, tuple[float, Callable]] = {
@@ -105,14 +114,21 @@ def missing(names) -> list[str]:
     compiled in this process). Raises if Numba's cache layout is not the one this reads."""
     out = []
     for name in names:
-        disp, sig = KERNELS[name][1]()
-        if sig in disp.overloads:
-            continue
-        cache = disp._cache
-        key = cache._index_key(sig, disp.targetctx.codegen())
-        if key not in cache._cache_file._load_index():
-            out.append(name)
+        for disp, sig in _specialisations(name):
+            if sig in disp.overloads:
+                continue
+            cache = disp._cache
+            key = cache._index_key(sig, disp.targetctx.codegen())
+            if key not in cache._cache_file._load_index():
+                out.append(name)
+                break
     return out
+
+
+def _specialisations(name: str) -> list:
+    """The (dispatcher, argument types) pairs of kernel ``name``."""
+    got = KERNELS[name][1]()
+    return got if isinstance(got, list) else [got]
 
 
 def _partition(names: list[str], parts: int) -> list[list[str]]:
@@ -126,15 +142,18 @@ def _partition(names: list[str], parts: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-_CHILD = "import sys; from imagegs._jit import _main; sys.exit(_main(sys.argv[1:]))"
+# A child imports the kernel modules without running the packages' __init__ (which import torch:
+# ~2 s of each child's start, on the first run's critical path): empty package modules stand in.
+_STUB = ("import sys, types\n"
+         "for name, sub in (('imagegs', ''), ('imagegs.renderer', '/renderer')):\n"
+         "    m = types.ModuleType(name); m.__path__ = [sys.argv[1] + sub]; sys.modules[name] = m\n")
+_CHILD = _STUB + "from imagegs._jit import _main\nsys.exit(_main(sys.argv[2:]))\n"
 
 
 def _compile_in_children(names: list[str]) -> None:
     """Compile ``names`` into Numba's cache in up to ``_PROCESSES`` child processes at once."""
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parent.parent)  # import this copy of imagegs in the children
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, *group], env=env, stdin=subprocess.DEVNULL,
+    package = str(Path(__file__).resolve().parent)  # this copy of imagegs, in the children too
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, package, *group], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for group in _partition(names, _PROCESSES)]
     for p in procs:
@@ -167,8 +186,8 @@ def prepare(command: str, *, notice: bool = False) -> list[str]:
 
 def _load(name: str) -> None:
     """Load kernel ``name`` from the cache into this process (or compile it, if not cached)."""
-    disp, sig = KERNELS[name][1]()
-    disp.compile(sig)
+    for disp, sig in _specialisations(name):
+        disp.compile(sig)
 
 
 def _estimate(names: list[str]) -> float:

@@ -12,10 +12,11 @@ padding ('same'), C1 = 0.01^2, C2 = 0.03^2, mean over channels and pixels. Desig
   runtime alias check per pair of arrays and gives up vectorising beyond a few. error_model="numpy"
   drops the ZeroDivisionError branch that would otherwise keep divisions scalar.
 - Target-only statistics (mu_y, var_y) are computed once (``target_stats``).
-- ``loss_grad`` gives the loss terms and, in the same call, the gradient, in two parallel passes
-  over (channel, block of rows) tasks. Pass 1 builds the block's [x, x*x, x*y] rows (plus a 5-row
-  halo) in task-local scratch, blurs them and writes the per-pixel partials d1, d2, d3 = dS/dmu_x,
-  dS/dE[x^2], dS/dE[xy] (pre-scaled by -ssim_weight / M) to a shared padded buffer. Pass 2 blurs
+- ``loss_grad`` gives the loss terms and, in the same call, the gradient, in two passes over
+  (channel, block of rows) tasks, each on all threads (``run_workers``). Pass 1 builds the
+  block's [x, x*x, x*y] rows (plus a 5-row halo) in task-local scratch, blurs them and writes
+  the per-pixel partials d1, d2, d3 = dS/dmu_x, dS/dE[x^2], dS/dE[xy] (pre-scaled by
+  -ssim_weight / M) to a shared padded buffer. Pass 2 blurs
   them (the zero-padded symmetric blur is self-adjoint):
   grad = blur(d1) + 2 x blur(d2) + y blur(d3) + l1_weight pw sign(x - y) / M, where the partials
   carry the per-pixel weights pw (all ones unless the loss is weighted).
@@ -24,11 +25,11 @@ fastmath excludes nnan/ninf so NaN/inf inputs propagate as in torch.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-import torch
-from numba import njit, prange
+from numba import njit
 
-from .metrics import gaussian_window
+from ._workers import run_workers
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 C1, C2 = 0.01**2, 0.03**2
@@ -40,6 +41,10 @@ ROWS_PER_TASK = 16  # rows per parallel task: amortises its scratch rows, small 
 
 def window(sigma: float = 1.5) -> np.ndarray:
     """The normalised TAPS-point Gaussian (float64): ``metrics.gaussian_window`` as an array."""
+    import torch  # here: the kernels import without torch (compiling them in a child: imagegs._jit)
+
+    from .metrics import gaussian_window
+
     return gaussian_window(TAPS, sigma, torch.float64).numpy()
 
 
@@ -98,14 +103,20 @@ def _product_block(a, b, i0, i1, dst):
             row[NMAP * j + 2] = ar[j] * br[j]
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def target_stats(y, w):
     """(mu_y, var_y) of a (C, H, W) target: its blur and blur(y*y) - mu_y^2."""
-    nc, h, wd = y.shape
     mu = np.empty_like(y)
     var = np.empty_like(y)
+    run_workers(_target_stats_worker, numba.get_num_threads(), y, w, mu, var)
+    return mu, var
+
+
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _target_stats_worker(wk, nworkers, y, w, mu, var):
+    """Worker ``wk`` of ``target_stats``: tasks (channel, block of rows) wk, wk + nworkers, ..."""
+    nc, h, wd = y.shape
     nb = (h + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(nc * nb):
+    for task in range(wk, nc * nb, nworkers):
         ch, i0 = task // nb, (task % nb) * ROWS_PER_TASK
         i1 = min(h, i0 + ROWS_PER_TASK)
         prod = np.empty((i1 - i0 + 2 * PAD + 1, NMAP * wd), y.dtype)
@@ -120,10 +131,8 @@ def target_stats(y, w):
                     m[j] = b[NMAP * j]
                 for j in range(wd):
                     v[j] = b[NMAP * j + 1] - b[NMAP * j] * b[NMAP * j]
-    return mu, var
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def loss_grad(x, y, mu_y, var_y, w, pw, l1_scale, ssim_scale, need_grad, grad, part):
     """Weighted sums of |x - y| and of the SSIM map of (C, H, W) images, and optionally the loss
     gradient.
@@ -132,18 +141,47 @@ def loss_grad(x, y, mu_y, var_y, w, pw, l1_scale, ssim_scale, need_grad, grad, p
     in x.dtype (ones: the plain sums); part: a ``scratch`` buffer (it receives the partials). With
     ``need_grad``, writes into ``grad`` the gradient of l1_scale * sum pw |x - y| + ssim_scale *
     sum(pw SSIM map); ``ssim_scale == 0`` skips the SSIM work (its sum is then 0). Returns
-    (sum pw |x - y|, sum pw SSIM) in float64.
+    (sum pw |x - y|, sum pw SSIM) in float64. Both passes run on ``numba.get_num_threads()``
+    threads, each on the tasks (channel, block of rows) wk, wk + threads, ...
     """
-    nc, h, wd = x.shape
-    cst = np.empty(5, x.dtype)  # constants in x.dtype keep float32 maths in float32
-    cst[0], cst[1], cst[2], cst[3], cst[4] = 1.0, C1, C2, l1_scale, ssim_scale
-    one, c1, c2, l1s, ss = cst[0], cst[1], cst[2], cst[3], cst[4]
-    two, zero = one + one, one - one
-    do_ssim = ssim_scale != 0
+    nc, h, _ = x.shape
     nb = (h + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     sum_abs = np.zeros(nc * nb)
     sum_ssim = np.zeros(nc * nb)
-    for task in prange(nc * nb):  # pass 1: the SSIM map and its per-pixel partials
+    threads = numba.get_num_threads()
+    l1_scale, ssim_scale = float(l1_scale), float(ssim_scale)
+    run_workers(_loss_pass1, threads, x, y, mu_y, var_y, w, pw, ssim_scale, part, sum_abs, sum_ssim)
+    if need_grad:
+        run_workers(_loss_pass2, threads, x, y, w, pw, l1_scale, ssim_scale, grad, part)
+    return _ordered_sum(sum_abs), _ordered_sum(sum_ssim)
+
+
+@njit(cache=True)
+def _ordered_sum(a):
+    """The sum of a float64 vector, added left to right (as the parallel kernel did)."""
+    t = 0.0
+    for v in a:
+        t += v
+    return t
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
+def _constants(x, l1_scale, ssim_scale):
+    """(1, C1, C2, l1_scale, ssim_scale) in x.dtype: float32 maths stays in float32."""
+    cst = np.empty(5, x.dtype)
+    cst[0], cst[1], cst[2], cst[3], cst[4] = 1.0, C1, C2, l1_scale, ssim_scale
+    return cst[0], cst[1], cst[2], cst[3], cst[4]
+
+
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _loss_pass1(wk, nworkers, x, y, mu_y, var_y, w, pw, ssim_scale, part, sum_abs, sum_ssim):
+    """Pass 1 of ``loss_grad``, worker ``wk``: the SSIM map and its per-pixel partials."""
+    nc, h, wd = x.shape
+    one, c1, c2, l1s, ss = _constants(x, 0.0, ssim_scale)
+    two = one + one
+    do_ssim = ssim_scale != 0
+    nb = (h + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in range(wk, nc * nb, nworkers):
         ch, i0 = task // nb, (task % nb) * ROWS_PER_TASK
         i1 = min(h, i0 + ROWS_PER_TASK)
         acc_abs = 0.0
@@ -176,19 +214,27 @@ def loss_grad(x, y, mu_y, var_y, w, pw, l1_scale, ssim_scale, need_grad, grad, p
                     d[NMAP * j + 1] = -sp * s * inv_b2
                     d[NMAP * j + 2] = sp * two * a1 * inv_b1 * inv_b2
         sum_ssim[task] = acc_ssim
-    if need_grad:
-        for task in prange(nc * nb):  # pass 2: blur the partials, chain rule back to x, plus L1
-            ch, i0 = task // nb, (task % nb) * ROWS_PER_TASK
-            i1 = min(h, i0 + ROWS_PER_TASK)
-            vbuf = np.zeros((2, NMAP * (wd + 2 * PAD)), x.dtype)
-            out = np.zeros((2, NMAP * wd), x.dtype)  # stays zero for an L1-only loss
-            for i2 in range(i0, i1, 2):
-                if do_ssim:
-                    _blur_rows(part[ch], i2, w, vbuf, out)  # part row PAD + i is centred on row i
-                for i in range(i2, min(i2 + 2, i1)):
-                    b, xr, yr, gr, pr = out[i - i2], x[ch, i], y[ch, i], grad[ch, i], pw[ch, i]
-                    for j in range(wd):
-                        e = xr[j] - yr[j]
-                        sgn = pr[j] * l1s if e > zero else (-pr[j] * l1s if e < zero else zero)
-                        gr[j] = b[NMAP * j] + two * xr[j] * b[NMAP * j + 1] + yr[j] * b[NMAP * j + 2] + sgn
-    return sum_abs.sum(), sum_ssim.sum()
+
+
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _loss_pass2(wk, nworkers, x, y, w, pw, l1_scale, ssim_scale, grad, part):
+    """Pass 2 of ``loss_grad``, worker ``wk``: blur the partials, chain rule back to x, plus L1."""
+    nc, h, wd = x.shape
+    one, c1, c2, l1s, ss = _constants(x, l1_scale, 0.0)
+    two, zero = one + one, one - one
+    do_ssim = ssim_scale != 0
+    nb = (h + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in range(wk, nc * nb, nworkers):
+        ch, i0 = task // nb, (task % nb) * ROWS_PER_TASK
+        i1 = min(h, i0 + ROWS_PER_TASK)
+        vbuf = np.zeros((2, NMAP * (wd + 2 * PAD)), x.dtype)
+        out = np.zeros((2, NMAP * wd), x.dtype)  # stays zero for an L1-only loss
+        for i2 in range(i0, i1, 2):
+            if do_ssim:
+                _blur_rows(part[ch], i2, w, vbuf, out)  # part row PAD + i is centred on row i
+            for i in range(i2, min(i2 + 2, i1)):
+                b, xr, yr, gr, pr = out[i - i2], x[ch, i], y[ch, i], grad[ch, i], pw[ch, i]
+                for j in range(wd):
+                    e = xr[j] - yr[j]
+                    sgn = pr[j] * l1s if e > zero else (-pr[j] * l1s if e < zero else zero)
+                    gr[j] = b[NMAP * j] + two * xr[j] * b[NMAP * j + 1] + yr[j] * b[NMAP * j + 2] + sgn

@@ -42,6 +42,10 @@ __all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "read_
            "default_bits", "save_igs", "load_igs", "output_depths", "RateControlError"]
 
 POLISH_STEPS = 200
+# What a fit schedule asks of the encoder beyond the fit (``compress``'s refine_steps and one_fit
+# defaults): "c2f" stops its fit after the coarse steps, prunes to the rate (one fit for both bit
+# depths), then refines the kept Gaussians at full size (docs/NOTES.md, "Encoder speed").
+CODING: dict[str, dict] = {"c2f": dict(refine_steps=400, one_fit=True)}
 
 
 @dataclass
@@ -249,7 +253,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
              bits: Bits | str | int | None = None, top_k: int | None = DEFAULT_TOP_K, lod_training: bool = False,
              qat: float | None = None, polish_steps: int = POLISH_STEPS,
              schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
-             one_fit: bool = False, refine_steps: int = 0,
+             one_fit: bool | None = None, refine_steps: int | None = None,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, kinds: list[str] | None = None,
              map_weights: dict[str, float] | None = None, importance=None,
@@ -273,10 +277,11 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         one_fit: where the default bit depths cycle between two candidates (every 1024-px image at
             0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and
             derive both files from that fit by pruning each to the budget; keep the one that
-            decodes closer. False (default): one fit per candidate. Needs ``qat=None``.
+            decodes closer. False: one fit per candidate. Needs ``qat=None``. Default: the
+            schedule's (:data:`CODING`; False for the others).
         refine_steps: after pruning a fit to the rate, fit every attribute of the kept
             Gaussians for this many more full-size steps (:func:`imagegs.fitting.refine`) before
-            the colour polish; 0 (default): none.
+            the colour polish; 0: none. Default: the schedule's (:data:`CODING`; 0 for the others).
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
         kinds: the map kind of each group (``colour``, ``normal``, ``scalar``; texture sets,
@@ -312,6 +317,10 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             np.asarray(pw) if not torch.is_tensor(pw) else pw, dtype=torch.float64)
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
+    coding = CODING.get(schedule, {})
+    refine_steps = coding.get("refine_steps", 0) if refine_steps is None else refine_steps
+    if one_fit is None:
+        one_fit = coding.get("one_fit", False) and qat is None
     for name, v in (("polish_steps", polish_steps), ("refine_steps", refine_steps)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")

@@ -86,6 +86,11 @@ class FitConfig:
     # additions sample the low-resolution error map; a step there costs ~1/factor^2 of a full one.
     # After the last pair it fits at full size. () = always full size.
     coarse: tuple[tuple[int, int], ...] = ()
+    # Coarse-to-fine follows the density: each factor f of ``coarse`` is lowered until a Gaussian
+    # of the final count N still has this many coarse pixels, H W / (f^2 N) >= coarse_density
+    # (factors below 2 are dropped, their steps then run at the next scale); 0 = no cap. Measured:
+    # at ~14 coarse pixels per Gaussian the coarse steps cannot place them (docs/NOTES.md).
+    coarse_density: float = 0.0
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -114,12 +119,31 @@ class FitConfig:
             Bits(*self.quant_bits)  # validates
         need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
         need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
+        need(math.isfinite(self.coarse_density) and self.coarse_density >= 0,
+             f"coarse_density must be a finite non-negative number, got {self.coarse_density}")
         need(all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and v >= 1 for v in p)
                  for p in self.coarse)
              and all(a[0] > b[0] > 1 and a[1] < b[1] for a, b in zip(self.coarse, self.coarse[1:]))
              and all(f > 1 for f, _ in self.coarse),
              f"coarse must be (factor, last step) pairs of integers, factors > 1 decreasing and last "
              f"steps increasing, got {self.coarse}")
+
+    def coarse_plan(self, height: int, width: int) -> tuple[tuple[int, int], ...]:
+        """:attr:`coarse` with every factor capped by :attr:`coarse_density` for a ``height`` x
+        ``width`` image (equal capped factors merged, the later last step kept)."""
+        if self.coarse_density <= 0:
+            return self.coarse
+        cap = int(math.sqrt(height * width / (self.num_gaussians * self.coarse_density)))
+        plan: list[tuple[int, int]] = []
+        for f, last in self.coarse:
+            f = min(f, cap)
+            if f < 2:
+                break
+            if plan and plan[-1][0] == f:
+                plan[-1] = (f, last)
+            else:
+                plan.append((f, last))
+        return tuple(plan)
 
     def factor_at(self, step: int) -> int:
         """The downscaling factor of step ``step`` (1-based) under :attr:`coarse` (1 = full size)."""
@@ -138,10 +162,15 @@ class FitConfig:
 _FAST = dict(add_steps=(50, 100, 150, 200), max_steps=1200, min_steps_after_add=0,
              decay_steps=(950,), plateau_steps=400, eval_every=100,
              lr_xy=1e-3, lr_color=2e-2, lr_scale=1.6e-2, lr_rot=1.6e-2)
+# "c2f" (coarse to fine) is the encoder's schedule: 800 steps at 1/4 size, 800 at 1/2 (each
+# factor capped so that a Gaussian keeps >= 16 coarse pixels: dense fits run finer, or at full
+# size), no decay; :func:`imagegs.codec.compress` then prunes the fit to the rate and refines the
+# kept Gaussians for ``CODING["c2f"]``'s full-size steps at the decayed rates (docs/NOTES.md).
 SCHEDULES: dict[str, dict] = {
     "official": {},
     "fast": _FAST,
     "quality": dict(_FAST, max_steps=2400, decay_steps=(1900,)),
+    "c2f": dict(_FAST, coarse=((4, 800), (2, 1600)), coarse_density=16.0, max_steps=1600, decay_steps=()),
 }
 
 
@@ -320,6 +349,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     target = as_image(image)
     c, h, w = target.shape
     cfg.validate(h, w)
+    cfg = replace(cfg, coarse=cfg.coarse_plan(h, w))
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
 

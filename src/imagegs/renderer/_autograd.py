@@ -1,4 +1,4 @@
-"""torch.autograd.Function around the Numba kernels (the ``cpu`` backend).
+"""torch.autograd.Functions around the Numba kernels (the ``cpu`` backend): rasterisation and projection.
 
 The forward is the decode kernel (``_forward.forward``), which also keeps what the backward needs
 (per lane the blended colour, sum(w) + eps and the K-th key, per tile entry a winner flag);
@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import torch
 
-from . import _backward, _forward
+from . import _backward, _forward, _project_cpu
 from .forward import _key_proto, no_training_outputs, prepare, training_outputs
 
 
@@ -43,3 +43,30 @@ class RasterizeCPU(torch.autograd.Function):
                                             np.zeros((0, 0), np.int32))
         return (torch.from_numpy(gm), torch.from_numpy(gcon),
                 torch.from_numpy(gcol).to(ctx.colors_dtype), None, None, None, None, None)
+
+
+class ProjectInverseCPU(torch.autograd.Function):
+    """(xy, inverse scales, rot) -> (means, conics, radii) on CPU tensors; radii not differentiable."""
+
+    @staticmethod
+    def forward(ctx, xy, inv, rot, width: int, height: int, ax: float, ay: float):
+        x, i, r = (t.detach().contiguous().numpy() for t in (xy, inv, rot))
+        n = x.shape[0]
+        means, conics, radii = np.empty((n, 2), x.dtype), np.empty((n, 3), x.dtype), np.empty(n, x.dtype)
+        _project_cpu._forward(x, i, r, width, height, ax, ay, means, conics, radii)
+        ctx.save_for_backward(inv, rot)
+        ctx.size = (width, height, ax, ay)
+        ctx.mark_non_differentiable(radii_t := torch.from_numpy(radii))
+        return torch.from_numpy(means), torch.from_numpy(conics), radii_t
+
+    @staticmethod
+    def backward(ctx, gmeans, gconics, _gradii):
+        inv, rot = ctx.saved_tensors
+        width, height, ax, ay = ctx.size
+        i, r = inv.detach().contiguous().numpy(), rot.detach().contiguous().numpy()
+        n = i.shape[0]
+        gm = (gmeans if gmeans is not None else torch.zeros(n, 2, dtype=inv.dtype)).contiguous().numpy()
+        gc = (gconics if gconics is not None else torch.zeros(n, 3, dtype=inv.dtype)).contiguous().numpy()
+        gxy, ginv, grot = np.empty((n, 2), i.dtype), np.empty((n, 2), i.dtype), np.empty(n, i.dtype)
+        _project_cpu._backward(i, r, gm, gc, width, height, ax, ay, gxy, ginv, grot)
+        return torch.from_numpy(gxy), torch.from_numpy(ginv), torch.from_numpy(grot), None, None, None, None

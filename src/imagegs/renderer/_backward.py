@@ -20,13 +20,13 @@ its own buffer; the buffers are summed at the end (deterministic, no atomics).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._forward import BLOCK, LANES, SUB, _copy, _exp, _key_mask, _lane_qo, _pixel_lanes, _tile, _tile_buffers
-from ._kernels import FASTMATH, TILE, _longest
+from .._workers import run_workers
+from ._kernels import FASTMATH, TILE, region_tiles
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend, kth, won, lanes,
              nworkers, counts):
     """Gradients (means (N, 2), conics (N, 3), colors (N, C)) for ``grad_out`` (C, H, W).
@@ -40,36 +40,20 @@ def backward(means, conics, colors, offsets, ids, height, width, grad_out, blend
     Gaussians the backward selected, min(K, tile-list length) exactly when its keys match the
     forward's (the consistency the gradients rely on; for tests). Run with one worker then.
     """
-    ntx = (width + TILE - 1) // TILE
-    nty = (height + TILE - 1) // TILE
-    num_tiles = ntx * nty
     n = means.shape[0]
     ncol = colors.shape[1]
     dt = means.dtype
     buf_m = np.zeros((nworkers, n, 2), dt)
     buf_c = np.zeros((nworkers, n, 3), dt)
     buf_col = np.zeros((nworkers, n, ncol), dt)
-    maxlen = _longest(offsets, np.arange(num_tiles))
-    # the worker is a plain function called from a one-line parallel loop: Numba's parfor passes
-    # then see one call instead of the whole inlined body (the kernel compiles ~2.5x faster)
-    for wk in prange(nworkers):
-        _backward_worker(np.int64(wk), nworkers, means, conics, colors, offsets, ids, height, width, grad_out, blend, kth,
-                         won, lanes, counts, np.int64(maxlen), buf_m, buf_c, buf_col)
-    gm = np.zeros((n, 2), dt)
-    gcon = np.zeros((n, 3), dt)
-    gcolor = np.zeros((n, ncol), dt)
-    for i in prange(n):
-        for wk in range(nworkers):
-            gm[i, 0] += buf_m[wk, i, 0]
-            gm[i, 1] += buf_m[wk, i, 1]
-            for c3 in range(3):
-                gcon[i, c3] += buf_c[wk, i, c3]
-            for ch in range(ncol):
-                gcolor[i, ch] += buf_col[wk, i, ch]
-    return gm, gcon, gcolor
+    maxlen = region_tiles(offsets, width, 0, 0, width, height)[1]
+    run_workers(_backward_worker, nworkers, means, conics, colors, offsets, ids, height, width, grad_out, blend, kth,
+                won, lanes, counts, maxlen, buf_m, buf_c, buf_col)
+    # the workers' sums added in worker order (numpy adds the rows of axis 0 one after another)
+    return buf_m.sum(axis=0), buf_c.sum(axis=0), buf_col.sum(axis=0)
 
 
-@njit(fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _backward_worker(wk, nworkers, means, conics, colors, offsets, ids, height, width, grad_out, blend, kth,
                      won, lanes, counts, maxlen, buf_m, buf_c, buf_col):
     """Worker ``wk`` of ``backward``: tiles wk, wk + nworkers, ... into buf_*[wk] (see there)."""

@@ -33,7 +33,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..defaults import DEFAULT_TOP_K
-from ._kernels import FASTMATH, TILE, _accumulate, _exp_neg_half, _insert, _longest, _make_insert, _prune
+from .._workers import run_workers
+from ._kernels import (FASTMATH, TILE, _accumulate, _exp_neg_half, _insert, _longest, _make_insert, _prune,
+                       region_tiles)
 
 BLOCK = 16  # pixel block edge for whole-image decoding: a whole tile (256 lanes) per chunk
 LANES = BLOCK * BLOCK  # points per chunk (8x8 blocks were 31 % slower: per-candidate overheads)
@@ -280,9 +282,8 @@ def _chunk(lx, ly, xlo, xhi, ylo, yhi, tile, scratch, top_k, nl, feps, counts, l
     _normalise(scratch[11], scratch[10], feps, scratch[11].shape[0], nl)
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def forward(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps, x0, y0, x1, y1, out,
-           stats, kproto, lanes, nworkers, blend, kth, won):
+            stats, kproto, lanes, nworkers, blend, kth, won):
     """Render the region [x0, x1) x [y0, y1) of the height x width image into ``out`` (C, y1-y0, x1-x0).
 
     Also the training forward (then on the whole image): for the backward (``_backward.backward``)
@@ -298,32 +299,19 @@ def forward(means, conics, qoff, colors, offsets, ids, height, width, top_k, eps
     All arrays share one float dtype; ``kproto`` is an empty int array of the same width (the keys').
     ``lanes`` = LANES, passed at run time: both kernels then run the same (run-time trip count)
     vector loops, so that a point rounds exactly as the pixel it sits on. ``nworkers``: the
-    number of threads (each allocates its work arrays once; tiles are dealt round-robin).
+    number of threads (each allocates its work arrays once; tiles are dealt round-robin:
+    ``run_workers``).
 
     ``qoff``: (N,) offsets o >= 0, or an empty array for none. Only the tiles (chunks) that
     meet the region are evaluated; each such block is computed exactly as in a whole-image decode
     (same lanes, same pruning box), so a region equals the crop of the whole image bit for bit.
     """
-    ntx = (width + TILE - 1) // TILE
-    tx0 = x0 // TILE
-    ty0 = y0 // TILE
-    rtx = (x1 - 1) // TILE - tx0 + 1
-    rty = (y1 - 1) // TILE - ty0 + 1
-    ntiles = rtx * rty
-    tiles = np.empty(ntiles, np.int64)
-    for r in range(ntiles):
-        tiles[r] = (ty0 + r // rtx) * ntx + tx0 + r % rtx
-    maxlen = _longest(offsets, tiles)
-    # one set of buffers per worker (allocating per tile cost ~10 %); tiles dealt round-robin. The
-    # worker is a plain function called from a one-line parallel loop: Numba's parfor passes then
-    # see one call instead of the whole inlined body (the kernel compiles ~2.5x faster).
-    for wk in prange(nworkers):
-        # (int64 casts: one specialisation of the worker, not one per integer type Numba infers)
-        _forward_worker(np.int64(wk), nworkers, tiles, np.int64(maxlen), means, conics, qoff, colors, offsets,
-                        ids, height, width, top_k, eps, x0, y0, x1, y1, out, stats, kproto, lanes, blend, kth, won)
+    tiles, maxlen = region_tiles(offsets, width, x0, y0, x1, y1)
+    run_workers(_forward_worker, nworkers, tiles, maxlen, means, conics, qoff, colors, offsets, ids, height, width,
+                top_k, eps, x0, y0, x1, y1, out, stats, kproto, lanes, blend, kth, won)
 
 
-@njit(fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _forward_worker(wk, nworkers, tiles, maxlen, means, conics, qoff, colors, offsets, ids, height, width,
                     top_k, eps, x0, y0, x1, y1, out, stats, kproto, lanes, blend, kth, won):
     """Worker ``wk`` of ``forward``: the region's tiles wk, wk + nworkers, ... (see there)."""

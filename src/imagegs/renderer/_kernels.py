@@ -20,6 +20,20 @@ from .constants import TILE  # the one definition; see there about Numba's cache
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+@njit(cache=True)
+def region_tiles(offsets, width, x0, y0, x1, y1):
+    """The tiles (row-major indices) meeting the region [x0, x1) x [y0, y1) of a ``width``-wide
+    image, and the longest of their lists (``_longest``)."""
+    ntx = (width + TILE - 1) // TILE
+    tx0 = x0 // TILE
+    ty0 = y0 // TILE
+    rtx = (x1 - 1) // TILE - tx0 + 1
+    rty = (y1 - 1) // TILE - ty0 + 1
+    tiles = np.empty(rtx * rty, np.int64)
+    for r in range(rtx * rty):
+        tiles[r] = (ty0 + r // rtx) * ntx + tx0 + r % rtx
+    return tiles, _longest(offsets, tiles)
+
 
 @njit(cache=True)
 def bin_tiles(means, radii, height, width):

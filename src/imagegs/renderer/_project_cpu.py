@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from numba import njit, prange
 
 from .constants import SIGMA_RADIUS
@@ -64,30 +63,3 @@ def _backward(inv, rot, gmeans, gconics, width, height, ax, ay, gxy, ginv, grot)
         ginv[i, 1] = 2.0 * inv[i, 1] * giy2
         d = ix2 - iy2  # d(c^2)/dr = -2cs, d(s^2)/dr = 2cs, d(cs)/dr = c^2 - s^2
         grot[i] = d * (-2.0 * cs * ga + (cc - ss) * gb + 2.0 * cs * gc)
-
-
-class ProjectInverseCPU(torch.autograd.Function):
-    """(xy, inverse scales, rot) -> (means, conics, radii) on CPU tensors; radii not differentiable."""
-
-    @staticmethod
-    def forward(ctx, xy, inv, rot, width: int, height: int, ax: float, ay: float):
-        x, i, r = (t.detach().contiguous().numpy() for t in (xy, inv, rot))
-        n = x.shape[0]
-        means, conics, radii = np.empty((n, 2), x.dtype), np.empty((n, 3), x.dtype), np.empty(n, x.dtype)
-        _forward(x, i, r, width, height, ax, ay, means, conics, radii)
-        ctx.save_for_backward(inv, rot)
-        ctx.size = (width, height, ax, ay)
-        ctx.mark_non_differentiable(radii_t := torch.from_numpy(radii))
-        return torch.from_numpy(means), torch.from_numpy(conics), radii_t
-
-    @staticmethod
-    def backward(ctx, gmeans, gconics, _gradii):
-        inv, rot = ctx.saved_tensors
-        width, height, ax, ay = ctx.size
-        i, r = inv.detach().contiguous().numpy(), rot.detach().contiguous().numpy()
-        n = i.shape[0]
-        gm = (gmeans if gmeans is not None else torch.zeros(n, 2, dtype=inv.dtype)).contiguous().numpy()
-        gc = (gconics if gconics is not None else torch.zeros(n, 3, dtype=inv.dtype)).contiguous().numpy()
-        gxy, ginv, grot = np.empty((n, 2), i.dtype), np.empty((n, 2), i.dtype), np.empty(n, i.dtype)
-        _backward(i, r, gm, gc, width, height, ax, ay, gxy, ginv, grot)
-        return torch.from_numpy(gxy), torch.from_numpy(ginv), torch.from_numpy(grot), None, None, None, None

@@ -20,7 +20,7 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, *, height:
     """Map Gaussians to output pixel space (see ``project_reference``, which this equals; the fit's
     CPU form runs fused)."""
     if inverse_scale and _fused_ok(xy, scale, rot):  # the fit's path: one Numba pass each way
-        from ._project_cpu import ProjectInverseCPU
+        from ._autograd import ProjectInverseCPU
         return ProjectInverseCPU.apply(xy, scale, rot, width, height, width / native_width,
                                        height / native_height)
     return project_reference(xy, scale, rot, height=height, width=width, native_height=native_height,

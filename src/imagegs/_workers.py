@@ -1,0 +1,43 @@
+"""Running a Numba kernel's workers on threads: the kernels' one parallel loop.
+
+Each parallel kernel (the forward and backward rasterisers, the loss) is a ``nogil`` worker
+``worker(wk, nworkers, ...)`` that takes its share of the tasks (wk, wk + nworkers, ...) and writes
+disjoint outputs, so results do not depend on the threads' timing. Threads instead of a Numba
+``prange`` loop: Numba's parallel-loop passes were ~40 % of the kernels' compile time (a first
+run's wait) for the same run time (docs/NOTES.md, "First run").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0  # the process that made _POOL (a forked child must make its own: the threads stay behind)
+_POOL_LOCK = threading.Lock()
+
+
+def run_workers(worker, nworkers: int, *args) -> None:
+    """``worker(wk, nworkers, *args)`` for wk = 0 .. nworkers - 1, at once: worker 0 in the calling
+    thread, the others on a pool of threads kept for the process. ``wk`` and ``nworkers`` are
+    passed as int64 (one compiled specialisation). Exceptions of any worker propagate."""
+    global _POOL, _POOL_PID
+    nworkers = max(int(nworkers), 1)
+    n = np.int64(nworkers)
+    if nworkers == 1:
+        worker(np.int64(0), n, *args)
+        return
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_PID != os.getpid() or _POOL._max_workers < nworkers - 1:
+            _POOL = ThreadPoolExecutor(max_workers=nworkers - 1, thread_name_prefix="imagegs-kernel")
+            _POOL_PID = os.getpid()
+        pool = _POOL
+    futures = [pool.submit(worker, np.int64(wk), n, *args) for wk in range(1, nworkers)]
+    try:
+        worker(np.int64(0), n, *args)
+    finally:
+        for f in futures:
+            f.result()
