@@ -85,3 +85,19 @@ def test_a_forked_child_makes_its_own_threads():
     p.join(30)
     assert p.exitcode == 0, "the child hung or failed"
     assert q.get(timeout=5) == [7, 7]
+
+
+def test_torch_serial_sets_one_thread_and_restores(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with _workers.torch_serial():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError), _workers.torch_serial():
+            raise KeyError("x")
+        assert torch.get_num_threads() == 2
+        with _workers.torch_serial(active=False):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

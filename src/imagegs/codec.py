@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import igsfile
+from ._workers import torch_serial
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
 from .fitting import FitConfig, fit, importance_steering, refine, steered_pixel_weights
 from .loss import normalize_pixel_weights
@@ -108,11 +109,12 @@ def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int 
     color = gq.color.clone().requires_grad_()
     opt = Adam([color], [lr])
     pw = 1.0 if pixel_weights is None else normalize_pixel_weights(pixel_weights, tuple(target.shape)).to(target)
-    for _ in range(steps):
-        img = rasterize(means, conics, fake_quantize(color, bits.color, value_range=grid), radii, h, w,
-                        top_k=top_k)
-        (pw * (img - target) ** 2).mean().backward()
-        opt.step()
+    with torch_serial(target.device.type == "cpu"):
+        for _ in range(steps):
+            img = rasterize(means, conics, fake_quantize(color, bits.color, value_range=grid), radii, h, w,
+                            top_k=top_k)
+            (pw * (img - target) ** 2).mean().backward()
+            opt.step()
     return replace(gq, color=opt.params[0].detach().clone()), q
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _jit, metrics
+from ._workers import torch_serial
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, check_top_k
 from .gaussians import Gaussians
 from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pixel_centres
@@ -299,10 +300,11 @@ class FitState:
         """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all);
         returns the loss (detached)."""
         self.steps += 1
-        loss = self.loss_fn(self.render(prefix))
-        loss.backward()
-        self.opt.step()
-        _clamp_inverse_scales(self.opt.params[1], self.height, self.width)
+        with torch_serial(self.cfg.backend != "reference" and self.target.device.type == "cpu"):
+            loss = self.loss_fn(self.render(prefix))
+            loss.backward()
+            self.opt.step()
+            _clamp_inverse_scales(self.opt.params[1], self.height, self.width)
         return loss.detach()
 
     def add(self, xy: torch.Tensor, color: torch.Tensor) -> None:

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 SOURCES = ("saliency", "faces")  # the computed importance sources (besides a map file or array)
-DEFAULT_IMPORTANCE_STRENGTH = 8.0  # the sweep in docs/NOTES.md, "Semantics-aware compression": the largest gain inside for < 1 dB lost outside
+DEFAULT_IMPORTANCE_STRENGTH = 16.0  # measured: docs/NOTES.md, "Semantics-aware compression"
 MAX_IMPORTANCE_STRENGTH = 1000.0  # beyond this the unimportant pixels' weights vanish in float32
 SALIENCY_BLUR = 0.05  # Gaussian std of the saliency blur, as a share of the image's long side
 FACE_SOFTNESS = 0.15  # Gaussian std of the fall-off around a face box, as a share of its side

@@ -217,7 +217,7 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser(
         "semantic", help="semantics-aware compression: quality inside and outside the important region",
         description="At equal file size, PSNR and SSIM inside the important region (face boxes, or the "
-                    "top 20%% of the saliency map) and outside it, for imagegs with and without "
+                    "top 20% of the saliency map) and outside it, for imagegs with and without "
                     "--importance, JPEG and AVIF. Resumable: rerun the same command to continue.")
     p.add_argument("--images", nargs="+", default=list(semantic.SAMPLES), metavar="IMAGE",
                    help="image files, 'astronaut' or skimage:NAME (default: %(default)s)")
