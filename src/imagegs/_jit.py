@@ -4,7 +4,7 @@ the progress bar's rate, same code (and so the same bits) cold or warm.
 Numba compiles a kernel at its first call and caches the machine code on disk (``cache=True``).
 Two things go wrong if a command just calls its kernels:
 
-- The first run spends ~40 s (CPU time) compiling inside step 1, silently, and the progress bar
+- The first run spends ~22 s (CPU time) compiling inside step 1, silently, and the progress bar
   takes that for the step rate.
 - The process that compiles a kernel does not run the code it caches. Numba links every callee
   (the parallel loop body, helper functions) into the kernel's module and optimises it again, but
@@ -95,10 +95,10 @@ def _loss_grad():
             (k._ordered_sum, (a(f64, 1),))]
 
 
-KERNELS: dict[str, tuple[float, Callable]] = {
-    "forward": (16.0, _forward), "backward": (11.0, _backward), "bin_tiles": (1.0, _bin_tiles),
-    "project_forward": (0.6, _project_forward), "project_backward": (0.5, _project_backward),
-    "target_stats": (3.0, _target_stats), "loss_grad": (7.0, _loss_grad),
+KERNELS: dict[str, tuple[float, Callable]] = {  # CPU seconds: benchmarks/results/compile_time.json
+    "forward": (10.8, _forward), "backward": (4.4, _backward), "bin_tiles": (1.5, _bin_tiles),
+    "project_forward": (0.6, _project_forward), "project_backward": (0.7, _project_backward),
+    "target_stats": (1.8, _target_stats), "loss_grad": (2.6, _loss_grad),
 }
 LOSS = ("target_stats", "loss_grad")
 RENDER = ("bin_tiles", "forward")
@@ -192,7 +192,7 @@ def _load(name: str) -> None:
 
 def _estimate(names: list[str]) -> float:
     """Wall seconds to compile ``names`` in ``_PROCESSES`` processes (plus their start-up)."""
-    return max(sum(KERNELS[n][0] for n in g) for g in _partition(names, _PROCESSES)) + 5.0
+    return max(sum(KERNELS[n][0] for n in g) for g in _partition(names, _PROCESSES)) + 2.0
 
 
 def _main(names: list[str]) -> int:
