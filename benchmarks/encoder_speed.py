@@ -61,6 +61,8 @@ VARIANTS: dict[str, dict] = {
     # c2f-d16 with 400 full-size steps at the full learning rates before pruning (line art)
     "c2f-d16-full400": dict(schedule="fast", coarse=((4, 600), (2, 1200)), coarse_density=16.0, max_steps=1600,
                             decay_steps=(), refine_steps=400, one_fit=True),
+    # c2f-d16 with its error-guided additions sampled from the full-size error (line art)
+    "c2f-d16-fulladd": dict(schedule="c2f", full_additions=True),
     "c2f-mid-onefit": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                            refine_steps=400, one_fit=True),
 }

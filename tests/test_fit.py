@@ -85,6 +85,19 @@ def test_coarse_factors_follow_the_density(astronaut_small):
         fit(img, num_gaussians=20, coarse_density=-1.0)
 
 
+def test_full_additions_sample_the_full_size_error(astronaut_small):
+    """full_additions: during coarse steps, added Gaussians land on native pixel centres (the
+    full-size error), not on coarse ones."""
+    img = astronaut_small[:, :64, :64]
+    for full in (False, True):
+        g = fit(img, num_gaussians=120, max_steps=30, add_steps=(10, 20), coarse=((4, 30),), lr_xy=0.0,
+                full_additions=full)
+        added = g.xy[60:].double()
+        on_native = torch.allclose(added * 64 - 0.5, (added * 64 - 0.5).round(), atol=1e-3)
+        on_coarse = torch.allclose(added * 16 - 0.5, (added * 16 - 0.5).round(), atol=1e-3)
+        assert on_native == full and on_coarse != full
+
+
 def test_refine_continues_a_pruned_model(astronaut_small):
     """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
     learning rates; the count, order, names and fit_info stay, and the fit improves."""

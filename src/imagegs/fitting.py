@@ -92,6 +92,10 @@ class FitConfig:
     # (factors below 2 are dropped, their steps then run at the next scale); 0 = no cap. Measured:
     # at ~14 coarse pixels per Gaussian the coarse steps cannot place them (docs/NOTES.md).
     coarse_density: float = 0.0
+    # Error-guided additions during coarse steps sample the full-size error (a forward-only render
+    # at native size) instead of the coarse one, so added Gaussians can land on detail finer than
+    # a coarse pixel (thin lines); without importance steering only.
+    full_additions: bool = False
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -370,6 +374,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
 
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
+    full_maps = None  # full-size addition maps (full_additions), made at the first use
     # compile (or load) the kernels before the bar starts, so its rate is the steps' alone
     _jit.prepare("fit-reference" if cfg.backend == "reference" else "fit", notice=progress)
     bar = _progress(max_steps, progress)
@@ -421,14 +426,24 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
             if adding:
                 k = per_add[adds.index(step)]
                 with torch.no_grad():
-                    diff = blurred_target - cur  # (C, h, w) at the current scale
-                    err = diff.abs().mean(0).double() ** 2
                     steer = state.addition_weights()
+                    a_grid, a_target, a_view = grid, blurred_target, state.view
+                    if cfg.full_additions and state.factor > 1 and steer is None:
+                        if full_maps is None:
+                            full_maps = _addition_maps(target)
+                        a_grid, a_target = full_maps
+                        a_view = target
+                        gg = state.gaussians()
+                        means, conics, radii = project(gg.xy, gg.scale, gg.rot, height=h, width=w, native_height=h,
+                                                       native_width=w)
+                        cur = rasterize(means, conics, gg.color, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
+                    diff = a_target - cur  # (C, h, w) at the scale sampled
+                    err = diff.abs().mean(0).double() ** 2
                     err = (err if steer is None else err * steer).reshape(-1)
                     idx = torch.from_numpy(sample_without_replacement(err.numpy(), k, rng))
-                    source = diff if cfg.add_color == "residual" else state.view
+                    source = diff if cfg.add_color == "residual" else a_view
                     new_col = source.permute(1, 2, 0).reshape(-1, c)[idx]
-                    state.add(grid[idx], new_col)
+                    state.add(a_grid[idx], new_col)
                     levels.append(len(idx))
     finally:
         bar.close()
