@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict] = {
                             decay_steps=(), refine_steps=400, one_fit=True),
     # c2f-d16 with its error-guided additions sampled from the full-size error (line art)
     "c2f-d16-fulladd": dict(schedule="c2f", full_additions=True),
+    "c2f-half-fulladd": dict(schedule="c2f", full_additions=True, coarse=((2, 1600),)),
     "c2f-mid-onefit": dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=1600, decay_steps=(),
                            refine_steps=400, one_fit=True),
 }
