@@ -169,8 +169,9 @@ _FAST = dict(add_steps=(50, 100, 150, 200), max_steps=1200, min_steps_after_add=
              lr_xy=1e-3, lr_color=2e-2, lr_scale=1.6e-2, lr_rot=1.6e-2)
 # "c2f" (coarse to fine) is the encoder's schedule: 800 steps at 1/4 size, 800 at 1/2 (each
 # factor capped so that a Gaussian keeps >= 16 coarse pixels: dense fits run finer, or at full
-# size), error-guided additions from the full-size error, no decay; :func:`imagegs.codec.compress` then prunes the fit to the rate and refines the
-# kept Gaussians for ``CODING["c2f"]``'s full-size steps at the decayed rates (docs/NOTES.md).
+# size), error-guided additions from the full-size error, no decay; :func:`imagegs.codec.compress`
+# then prunes the fit to the rate and refines the kept Gaussians for ``CODING["c2f"]``'s
+# full-size steps at the decayed rates (docs/NOTES.md).
 SCHEDULES: dict[str, dict] = {
     "official": {},
     "fast": _FAST,
