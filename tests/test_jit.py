@@ -94,3 +94,39 @@ def test_compiling_children_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code, str(Path(_jit.__file__).parent)], capture_output=True,
                        text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+class _FakeChild:
+    def __init__(self):
+        self.killed = self.waited = False
+
+    def kill(self):
+        self.killed = True
+
+    def communicate(self):
+        self.waited = True
+
+
+def test_early_start_only_for_fitting_commands(monkeypatch):
+    """The command line starts the compiling children at once for commands that fit (not for
+    others, nor for --help); prepare waits for them instead of starting its own; children nobody
+    took are stopped at exit."""
+    spawned = []
+    monkeypatch.setattr(_jit, "_spawn", lambda names, only_missing=False: spawned.append(
+        (list(names), only_missing)) or [_FakeChild()])
+    monkeypatch.setattr(_jit, "_EARLY", None)
+    for argv in (["info", "m.gsm"], ["render", "m.gsm", "-o", "a.png"], ["fit", "--help"], []):
+        _jit.start_early(argv)
+        assert spawned == [] and _jit._EARLY is None
+    _jit.start_early(["--quiet", "encode", "a.png", "-o", "a.igs"])
+    assert spawned == [(list(_jit.COMMANDS["fit"]), True)]
+    child = _jit._EARLY[1][0]
+    monkeypatch.setattr(_jit, "missing", lambda names: list(names))  # cold
+    monkeypatch.setattr(_jit, "_load", lambda name: None)
+    monkeypatch.setattr(_jit, "_compile_in_children", lambda names: pytest.fail("early children not used"))
+    assert _jit.prepare("fit") == list(_jit.COMMANDS["fit"])
+    assert child.waited and _jit._EARLY is None
+    _jit.start_early(["fit", "a.png"])
+    untaken = _jit._EARLY[1][0]
+    _jit._stop_early()
+    assert untaken.killed and untaken.waited and _jit._EARLY is None

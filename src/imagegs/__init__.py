@@ -11,33 +11,47 @@ Every function that takes an image accepts a path, an :class:`Image` from :func:
 numpy array (H, W[, C]) or a tensor (C, H, W). See docs/api.md.
 """
 
-# Cheap imports only: numba is imported lazily, by the CPU kernels and the .igs codec on first use.
-from .container import Model, load_model, save_model
-from .fitting import FitConfig, fit
-from .gaussians import Gaussians
-from .io import Image, read_image, write_image, write_images
-from .renderer import decode_pixels, render
-from .restoration import restore
-from .upscaling import upscale
+# Nothing is imported here until it is used (PEP 562): ``import imagegs`` is instant, and the
+# command line can start compiling kernels in the background before torch loads (imagegs._jit).
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["Gaussians", "fit", "FitConfig", "render", "decode_pixels",
-           "compress", "encode", "decode", "decode_gaussians", "read_igs_header", "save_igs", "load_igs",
-           "Encoded", "save_model", "load_model", "Model", "read_image", "write_image", "write_images",
-           "Image", "upscale", "restore"]
+_HOMES = {
+    "Model": "container", "load_model": "container", "save_model": "container",
+    "FitConfig": "fitting", "fit": "fitting", "Gaussians": "gaussians",
+    "Image": "io", "read_image": "io", "write_image": "io", "write_images": "io",
+    "decode_pixels": "renderer", "render": "renderer", "restore": "restoration", "upscale": "upscaling",
+    "Encoded": "codec", "compress": "codec", "decode": "codec", "decode_gaussians": "codec", "encode": "codec",
+    "load_igs": "codec", "read_igs_header": "codec", "save_igs": "codec",
+}
+__all__ = sorted(_HOMES)
 __version__ = "0.1.0"
 
-_CODEC = frozenset({"Encoded", "compress", "decode", "decode_gaussians", "encode", "load_igs",
-                    "read_igs_header", "save_igs"})
+if TYPE_CHECKING:
+    from .codec import Encoded, compress, decode, decode_gaussians, encode, load_igs, read_igs_header, save_igs
+    from .container import Model, load_model, save_model
+    from .fitting import FitConfig, fit
+    from .gaussians import Gaussians
+    from .io import Image, read_image, write_image, write_images
+    from .renderer import decode_pixels, render
+    from .restoration import restore
+    from .upscaling import upscale
 
 
 def __getattr__(name: str):
-    """The codec's names, imported on first use (the range coder's kernels import numba)."""
-    if name in _CODEC:
-        from . import codec
-
-        return getattr(codec, name)
+    """The public names (``__all__``) and the submodules, imported on first use."""
+    home = _HOMES.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'imagegs' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _CODEC)
+    return sorted(set(globals()) | set(_HOMES))

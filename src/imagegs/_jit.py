@@ -150,14 +150,70 @@ _STUB = ("import sys, types\n"
 _CHILD = _STUB + "from imagegs._jit import _main\nsys.exit(_main(sys.argv[2:]))\n"
 
 
-def _compile_in_children(names: list[str]) -> None:
-    """Compile ``names`` into Numba's cache in up to ``_PROCESSES`` child processes at once."""
+def _spawn(names: list[str], *, only_missing: bool = False) -> list[subprocess.Popen]:
+    """Child processes (up to ``_PROCESSES``) compiling ``names`` into Numba's cache; with
+    ``only_missing`` each first checks the cache and compiles only what is not there."""
     package = str(Path(__file__).resolve().parent)  # this copy of imagegs, in the children too
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, package, *group], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for group in _partition(names, _PROCESSES)]
+    flag = ["--only-missing"] if only_missing else []
+    return [subprocess.Popen([sys.executable, "-c", _CHILD, package, *flag, *group], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for group in _partition(names, _PROCESSES)]
+
+
+def _wait(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         p.communicate()
+
+
+def _compile_in_children(names: list[str]) -> None:
+    """Compile ``names`` into Numba's cache in up to ``_PROCESSES`` child processes at once."""
+    _wait(_spawn(names))
+
+
+# Children started by ``start_early``: (command, processes), until ``prepare`` takes them.
+_EARLY: tuple[str, list[subprocess.Popen]] | None = None
+# The command-line commands whose work starts with a fit, and the kernels they need.
+EARLY_COMMANDS = {"fit": "fit", "encode": "fit", "restore": "fit"}
+
+
+def start_early(argv: list[str]) -> None:
+    """Start the kernels' compilation for the command line ``argv`` in child processes now, before
+    this process imports torch and reads its input (~2 s on the first run's critical path).
+
+    The children check Numba's cache first and exit at once when it is warm (~0.5 s of CPU each,
+    beside this process's imports); ``prepare`` waits for them. Children that ``prepare`` never
+    takes (the command failed before fitting) are stopped when this process exits."""
+    global _EARLY
+    words = [a for a in argv if not a.startswith("-")]
+    command = EARLY_COMMANDS.get(words[0]) if words else None
+    if command is None or _EARLY is not None or any(a in ("-h", "--help") for a in argv):
+        return
+    try:
+        _EARLY = (command, _spawn(list(COMMANDS[command]), only_missing=True))
+    except OSError:
+        return
+    import atexit
+
+    atexit.register(_stop_early)
+
+
+def _stop_early() -> None:
+    """Stop children of ``start_early`` that nobody waited for (Numba writes its cache atomically)."""
+    global _EARLY
+    if _EARLY is not None:
+        for p in _EARLY[1]:
+            p.kill()
+        _wait(_EARLY[1])
+        _EARLY = None
+
+
+def _take_early(command: str) -> list[subprocess.Popen]:
+    """The children ``start_early`` started for ``command`` (then forgotten here), or none."""
+    global _EARLY
+    if _EARLY is None or _EARLY[0] != command:
+        return []
+    procs, _EARLY = _EARLY[1], None
+    return procs
 
 
 def prepare(command: str, *, notice: bool = False) -> list[str]:
@@ -165,16 +221,20 @@ def prepare(command: str, *, notice: bool = False) -> list[str]:
 
     With a warm cache this reads the cache index and loads the kernels (what their first calls
     would do). Otherwise prints ``NOTICE`` to stderr if ``notice``, fills the cache from child
-    processes first, and compiles here whatever is still missing. Returns the kernels that were
-    missing (for tests)."""
+    processes first (those of ``start_early`` if it started them), and compiles here whatever is
+    still missing. Returns the kernels that were missing (for tests)."""
     names = COMMANDS[command]
+    early = _take_early(command)
     try:
         todo = missing(names)
     except Exception:  # an unexpected Numba cache layout: compile lazily, as Numba does
+        _wait(early)
         return []
-    if todo:
-        if notice:
-            print(NOTICE.format(s=_estimate(todo)), file=sys.stderr, flush=True)
+    if todo and notice:
+        print(NOTICE.format(s=_estimate(todo)), file=sys.stderr, flush=True)
+    if early or not todo:
+        _wait(early)
+    else:
         try:
             _compile_in_children(todo)
         except OSError:
@@ -195,10 +255,12 @@ def _estimate(names: list[str]) -> float:
     return max(sum(KERNELS[n][0] for n in g) for g in _partition(names, _PROCESSES)) + 2.0
 
 
-def _main(names: list[str]) -> int:
-    """Child process: compile the named kernels into the cache."""
+def _main(args: list[str]) -> int:
+    """Child process: compile the named kernels into the cache (``--only-missing`` first: those
+    not in it)."""
+    names = [a for a in args if a != "--only-missing"]
+    if len(names) < len(args):
+        names = missing(names)
     for name in names:
         _load(name)
     return 0
-
-

@@ -19,16 +19,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from . import batch, bench, codec, liif, model, restore, view
-from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, Parser, message, render_options
-
 __all__ = ["main", "build_parser", "CLIError"]
 
 
-def build_parser() -> Parser:
-    """The ``imagegs`` argument parser with every command."""
+def __getattr__(name: str):
+    """``CLIError``, imported on first use (this module stays light: see :func:`main`)."""
+    if name == "CLIError":
+        from ._common import CLIError
+
+        return CLIError
+    raise AttributeError(f"module 'imagegs.cli' has no attribute {name!r}")
+
+
+def build_parser():
+    """The ``imagegs`` argument parser (``_common.Parser``) with every command."""
+    from .. import __version__
     from ..fitting import SCHEDULES
+    from . import batch, bench, codec, liif, model, restore, view
+    from ._common import PROG, Parser, render_options
 
     schedules = sorted(SCHEDULES)
     parser = Parser(prog=PROG, description="Image-GS: images as 2D Gaussians: fit, compress, "
@@ -49,7 +57,16 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Run as the program (no ``argv``), a command that fits starts compiling the kernels it needs in
+    the background before anything heavy is imported (:func:`imagegs._jit.start_early`)."""
+    if argv is None:
+        from .. import _jit
+
+        _jit.start_early(sys.argv[1:])
+    from ._common import EXIT_ERROR, EXIT_INTERRUPTED, PROG, CLIError, message
+
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
