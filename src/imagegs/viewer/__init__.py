@@ -37,6 +37,7 @@ ASSETS = ("index.html", *MODULES)
 MAX_FILE_BYTES = 256 * 2**20  # largest .igs or original image the viewer takes (read into memory)
 DEFAULT_PORT = 8765
 REQUEST_TIMEOUT = 10.0  # seconds a connection may stay silent before the server drops it
+STOP_WAIT = 2.0  # seconds `imagegs view` waits for the server to stop after Ctrl-C
 _SCRIPT_TAG = '<script type="module" src="app.js"></script>'
 _DATA_MARK = "<!--imagegs-data-->"
 
@@ -253,5 +254,7 @@ def serve(files: list[str | Path], *, original: str | Path | None = None, port: 
         if open_browser:
             webbrowser.open(server.url)
         server.thread.join()
-    finally:
-        server.stop()
+    finally:  # at most STOP_WAIT: a client holding a request open must not keep Ctrl-C from exiting
+        stopper = threading.Thread(target=server.stop, name="imagegs-viewer-stop", daemon=True)
+        stopper.start()
+        stopper.join(STOP_WAIT)
