@@ -22,6 +22,7 @@ import http.server
 import io
 import json
 import re
+import signal
 import threading
 import webbrowser
 from dataclasses import dataclass
@@ -250,10 +251,13 @@ def serve(files: list[str | Path], *, original: str | Path | None = None, port: 
     server = ViewerServer(files, original=original, port=port)
     server.start()
     announce(f"viewer on {server.url} (Ctrl-C to stop)")
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started with Ctrl-C ignored: restore it
     try:
         if open_browser:
             webbrowser.open(server.url)
-        server.thread.join()
+        while server.thread.is_alive():  # a join with a timeout: Ctrl-C is seen within a second
+            server.thread.join(1.0)
     finally:  # at most STOP_WAIT: a client holding a request open must not keep Ctrl-C from exiting
         stopper = threading.Thread(target=server.stop, name="imagegs-viewer-stop", daemon=True)
         stopper.start()
