@@ -31,9 +31,9 @@ NOTICE = "imagegs: compiling kernels (first run only, ~{s:.0f} s)"
 _PROCESSES = 2  # child processes compiling at once (the machines we target have >= 2 cores)
 
 # Each kernel a command may need: (its measured cold compile CPU seconds, a function returning
-# (dispatcher, argument types), or a list of such pairs). The argument types are what the callers pass for a float32 model
-# (the fit's dtype); ``test_jit`` checks that a fit compiles nothing after ``prepare``. Numba is
-# imported only when these run (``import imagegs`` stays light).
+# (dispatcher, argument types), or a list of such pairs). The argument types are what the callers
+# pass for a float32 model (the fit's dtype); ``test_jit`` checks that a fit compiles nothing after
+# ``prepare``. Numba is imported only when these run (``import imagegs`` stays light).
 def _types():
     from numba import types as t
     return t, t.float32, t.float64, t.int32, t.int64, lambda dtype, ndim: t.Array(dtype, ndim, "C")

@@ -29,7 +29,7 @@ from .init import gradient_map, sample_without_replacement
 from .loss import ImageLoss, normalize_pixel_weights
 from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
-from .renderer import BACKENDS, prefilter, project, rasterize
+from .renderer import BACKENDS, prefilter, project, rasterize, render
 
 __all__ = ["FitConfig", "FitState", "fit", "refine", "SCHEDULES", "FitDivergedError"]
 
@@ -371,12 +371,11 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     state = FitState(target, cfg, n0, weight_map=weight_map, quant_from=int(cfg.quant_start * max_steps),
                      pixel_weights=pixel_weights, steering=steering)
     rng = state.rng
-    grid, blurred_target = _addition_maps(target)
+    full_maps = grid, blurred_target = _addition_maps(target)  # full size (also for full_additions)
     levels = [n0]  # Gaussians per level of detail: the initial set, then one level per addition
 
     best_psnr = best_ssim = -math.inf
     stale = decays = 0
-    full_maps = None  # full-size addition maps (full_additions), made at the first use
     # compile (or load) the kernels before the bar starts, so its rate is the steps' alone
     _jit.prepare("fit-reference" if cfg.backend == "reference" else "fit", notice=progress)
     bar = _progress(max_steps, progress)
@@ -431,14 +430,8 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     steer = state.addition_weights()
                     a_grid, a_target, a_view = grid, blurred_target, state.view
                     if cfg.full_additions and state.factor > 1 and steer is None:
-                        if full_maps is None:
-                            full_maps = _addition_maps(target)
-                        a_grid, a_target = full_maps
-                        a_view = target
-                        gg = state.gaussians()
-                        means, conics, radii = project(gg.xy, gg.scale, gg.rot, height=h, width=w, native_height=h,
-                                                       native_width=w)
-                        cur = rasterize(means, conics, gg.color, radii, h, w, top_k=cfg.top_k, backend=cfg.backend)
+                        (a_grid, a_target), a_view = full_maps, target
+                        cur = render(state.gaussians(), top_k=cfg.top_k, backend=cfg.backend)
                     diff = a_target - cur  # (C, h, w) at the scale sampled
                     err = diff.abs().mean(0).double() ** 2
                     err = (err if steer is None else err * steer).reshape(-1)

@@ -20,6 +20,7 @@ from .constants import TILE  # the one definition; see there about Numba's cache
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+
 @njit(cache=True)
 def region_tiles(offsets, width, x0, y0, x1, y1):
     """The tiles (row-major indices) meeting the region [x0, x1) x [y0, y1) of a ``width``-wide
