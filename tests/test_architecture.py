@@ -85,3 +85,19 @@ def test_the_graph_is_read():
     assert "imagegs.codec" in graph["imagegs.cli.codec"]
     assert "imagegs.renderer" in graph["imagegs.codec"]
     assert len(graph) > 30
+
+
+def test_the_lazy_public_names_match_their_typing_imports():
+    """``imagegs.__init__`` imports nothing at run time: ``_HOMES`` names each public name's module,
+    and the ``TYPE_CHECKING`` imports (what type checkers and IDEs read) must say the same; every
+    name resolves to the object of its home module."""
+    import importlib
+
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    typing_block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    declared = {a.name: node.module for node in typing_block.body if isinstance(node, ast.ImportFrom)
+                for a in node.names}
+    assert declared == imagegs._HOMES
+    assert sorted(imagegs.__all__) == sorted(declared)
+    for name, home in declared.items():
+        assert getattr(imagegs, name) is getattr(importlib.import_module(f"imagegs.{home}"), name)
