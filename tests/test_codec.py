@@ -153,6 +153,35 @@ def test_refine_steps_refit_the_pruned_model(coffee):
         codec.compress(coffee, bpp=3.0, refine_steps=-1)
 
 
+def test_depths_are_probed_then_only_the_closest_is_refined(monkeypatch, coffee):
+    """With two bit depths from one fit, each pruned model gets PROBE_STEPS refine steps and only
+    the one that then decodes closest gets the rest; the file names both depths it tried."""
+    from imagegs.fitting import FitState
+
+    steps = []
+    real_step = FitState.step
+    monkeypatch.setattr(FitState, "step", lambda self, *a: steps.append(self) or real_step(self, *a))
+    pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
+    monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
+    enc = codec.compress(coffee, bpp=3.0, max_steps=40, one_fit=True, refine_steps=70)
+    per_state = sorted(sum(t is s for t in steps) for s in {id(t): t for t in steps}.values())  # fit, refiners
+    assert per_state == [40, codec.PROBE_STEPS, 70]
+    assert len(enc.fit_info["bits_tried"]) == 2 and str(enc.bits) in enc.fit_info["bits_tried"]
+    chosen = enc.fit_info["bits_tried"].index(str(enc.bits))
+    assert enc.fit_info["mse_tried"][chosen] == min(enc.fit_info["mse_tried"])
+
+
+def test_a_polish_that_decodes_worse_is_dropped(monkeypatch, coffee):
+    """The colour polish is kept only where its file decodes closer than the unpolished one (its
+    varied colours cost bytes, and the re-pruning can lose more than it gains)."""
+    plain = codec.compress(coffee, bpp=3.0, max_steps=60, polish_steps=0)
+    real = codec.polish_colors
+    monkeypatch.setattr(codec, "polish_colors", lambda g, *a, **k: (lambda gp, q: (
+        gp.__class__(**{**gp.__dict__, "color": gp.color * 0}), q))(*real(g, *a, **k)))
+    spoiled = codec.compress(coffee, bpp=3.0, max_steps=60)
+    assert spoiled.data == plain.data
+
+
 def test_coverage_is_each_gaussians_summed_blend_weight(coffee):
     """coverage() (one backward pass of the fast kernels) against the torch reference renderer's
     autograd; the weights of a pixel sum to ~1, so the total is ~the pixel count."""

@@ -446,25 +446,38 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                                 levels=levels))
 
 
-def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: FitConfig | None = None,
-           pixel_weights=None, **options) -> Gaussians:
-    """``g`` after ``steps`` more full-size steps on ``image`` at the schedule's learning rates after
-    its decays (``lr_decay`` ** len(decay_steps), at least one), with fresh Adam moments: what a
-    fit's last steps do, for a model that changed after its fit (the codec prunes Gaussians to meet
-    a rate; the rest then re-fit the holes, instead of the colours alone). Keeps ``g``'s fit_info,
-    names and order. ``pixel_weights``: as in :func:`fit`."""
+def refiner(g: Gaussians, image, *, schedule: str = "fast", config: FitConfig | None = None,
+            pixel_weights=None, **options) -> FitState:
+    """A :class:`FitState` that continues ``g`` (N >= 1) with full-size steps on ``image`` at the
+    schedule's learning rates after its decays (``lr_decay`` ** len(decay_steps), at least one),
+    with fresh Adam moments: what a fit's last steps do, for a model that changed after its fit
+    (the codec prunes Gaussians to meet a rate; the rest then re-fit the holes, instead of the
+    colours alone). ``pixel_weights``: as in :func:`fit`. :func:`refine` runs it; the codec steps
+    several at once to compare bit depths (:func:`finished`)."""
     cfg = _make_config(config, schedule, dict(options, num_gaussians=max(g.num, 1)))
-    target = as_image(image)
     decay = cfg.lr_decay ** max(1, len(cfg.decay_steps))
     cfg = replace(cfg, lr_xy=cfg.lr_xy / decay, lr_scale=cfg.lr_scale / decay, lr_rot=cfg.lr_rot / decay,
                   lr_color=cfg.lr_color / decay, quant_bits=None, coarse=())
-    if g.num == 0 or steps <= 0:
-        return g
-    state = FitState(target, cfg, start=g, pixel_weights=pixel_weights)
-    for _ in range(steps):
-        state.step()
+    return FitState(as_image(image), cfg, start=g, pixel_weights=pixel_weights)
+
+
+def finished(g: Gaussians, state: FitState) -> Gaussians:
+    """``g`` with the parameters of ``state`` (a :func:`refiner` of it): fit_info, names and order kept."""
     out = state.gaussians()
     return replace(g, xy=out.xy, scale=out.scale, rot=out.rot, color=out.color)
+
+
+def refine(g: Gaussians, image, steps: int, *, schedule: str = "fast", config: FitConfig | None = None,
+           pixel_weights=None, **options) -> Gaussians:
+    """``g`` after ``steps`` more full-size steps on ``image`` (:func:`refiner`). Keeps ``g``'s
+    fit_info, names and order; ``g`` itself when there is nothing to do."""
+    if g.num == 0 or steps <= 0:
+        _make_config(config, schedule, dict(options, num_gaussians=max(g.num, 1)))  # options still checked
+        return g
+    state = refiner(g, image, schedule=schedule, config=config, pixel_weights=pixel_weights, **options)
+    for _ in range(steps):
+        state.step()
+    return finished(g, state)
 
 
 def importance_steering(image: torch.Tensor, importance, strength: float | None) -> np.ndarray | None:
