@@ -155,7 +155,7 @@ def test_refine_steps_refit_the_pruned_model(coffee):
 
 def test_depths_are_probed_then_only_the_closest_is_refined(monkeypatch, coffee):
     """With two bit depths from one fit, each pruned model gets PROBE_STEPS refine steps and only
-    the one that then decodes closest gets the rest; the file names both depths it tried."""
+    the one predicted to decode closest gets the rest; the file names both depths it tried."""
     from imagegs.fitting import FitState
 
     steps = []
@@ -163,12 +163,19 @@ def test_depths_are_probed_then_only_the_closest_is_refined(monkeypatch, coffee)
     monkeypatch.setattr(FitState, "step", lambda self, *a: steps.append(self) or real_step(self, *a))
     pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
     monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
-    enc = codec.compress(coffee, bpp=3.0, max_steps=40, one_fit=True, refine_steps=70)
+    enc = codec.compress(coffee, bpp=3.0, max_steps=40, one_fit=True, refine_steps=150)
     per_state = sorted(sum(t is s for t in steps) for s in {id(t): t for t in steps}.values())  # fit, refiners
-    assert per_state == [40, codec.PROBE_STEPS, 70]
+    assert per_state == [40, codec.PROBE_STEPS, 150]
     assert len(enc.fit_info["bits_tried"]) == 2 and str(enc.bits) in enc.fit_info["bits_tried"]
     chosen = enc.fit_info["bits_tried"].index(str(enc.bits))
     assert enc.fit_info["mse_tried"][chosen] == min(enc.fit_info["mse_tried"])
+
+
+def test_predicted_error_extrapolates_the_gain_per_doubling():
+    """Half the error from 50 to 100 steps: another two doublings (to 400 steps) quarter it again."""
+    assert codec._predicted_error(0.4, 0.2, doublings=2) == pytest.approx(0.05)
+    assert codec._predicted_error(0.4, 0.2, doublings=0) == 0.2
+    assert codec._predicted_error(0.0, 0.0, doublings=2) == 0.0
 
 
 def test_a_polish_that_decodes_worse_is_dropped(monkeypatch, coffee):
