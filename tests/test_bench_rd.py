@@ -392,7 +392,7 @@ def test_records_are_reused_only_with_the_same_settings(folder, tmp_path):
     assert len(made["jpeg-420"]) >= 6 and made["bc1"] == []  # every JPEG point redone, BC1 not
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 9 + 6  # the new records are appended ...
-    cache = rd.Cache(out, {"max_side": None, "schedule": "quality"})
+    cache = rd.Cache(out, {"max_side": None, "schedule": rd.DEFAULT_SCHEDULE})
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == len(cache.records) == 9  # ... and loading drops the superseded ones
     new = {r["image"]: r for r in map(json.loads, lines) if r["codec"] == "jpeg-420" and r["target_bpp"] == 1}
@@ -485,7 +485,7 @@ def test_imagegs_adapter_uses_direct_rate_control(folder, tmp_path, monkeypatch)
     np.testing.assert_array_equal(c.decode(r.data, height=40, width=50), img)
     summary = rd.run_rd(folder, tmp_path / "o", bpp="0.5,1,2", codecs="imagegs,jpeg-420,bc1", progress=False)
     assert len(calls) == 1 + 9  # one encode per (image, target): no search
-    assert all(options == {"schedule": "quality"} for _, _, options in calls[1:])  # the default
+    assert all(options == {"schedule": "c2f"} for _, _, options in calls[1:])  # the encoder's default
     assert "imagegs" in summary["bd"]["all"]
     assert set(summary["imagegs_targets"]) >= {"bc1_at_0.5"}
 
@@ -502,7 +502,7 @@ def test_schedule_reaches_imagegs_and_settings(folder, tmp_path, monkeypatch):
     # a folder from before the schedule was recorded holds "fast" results
     (out / "settings.json").write_text('{"max_side": null}\n')
     rd.run_rd(folder, out, bpp="1,2", codecs="bc1", schedule="fast", progress=False, report=False)
-    with pytest.raises(rd.RDError, match="quality"):
+    with pytest.raises(rd.RDError, match="c2f"):
         rd.run_rd(folder, out, bpp="1", codecs="bc1", progress=False, report=False)
     with pytest.raises(rd.RDError, match="unknown --schedule 'slow'"):
         rd.run_rd(folder, tmp_path / "p", codecs="bc1", schedule="slow", progress=False)

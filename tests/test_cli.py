@@ -204,3 +204,16 @@ def test_python_m_help():
                             timeout=120)
     assert result.returncode == 0
     assert "fit" in result.stdout and "render" in result.stdout and "info" in result.stdout
+
+
+def test_encoders_default_to_the_encoder_schedule_and_fit_to_fast():
+    """encode, batch encode and bench rd use the encoder's schedule (c2f) unless told; a plain fit
+    keeps "fast" (c2f's fit stops before any full-size step: it needs the encoder's refinement)."""
+    from imagegs.cli import build_parser
+    from imagegs.codec import ENCODE_SCHEDULE
+
+    p = build_parser()
+    assert p.parse_args(["encode", "a.png", "-o", "a.igs"]).schedule == ENCODE_SCHEDULE == "c2f"
+    assert p.parse_args(["batch", "encode", "d", "-o", "o"]).schedule == ENCODE_SCHEDULE
+    assert p.parse_args(["bench", "rd", "--images", "d", "--out", "o"]).schedule == ENCODE_SCHEDULE
+    assert p.parse_args(["fit", "a.png", "-o", "a.gsm"]).schedule == "fast"

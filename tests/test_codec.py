@@ -91,11 +91,12 @@ def test_bit_depths_and_count_settle_or_cycle():
 
 
 def test_a_cycle_encodes_both_depths_and_keeps_the_closer_file(monkeypatch, coffee):
-    """Where the depths cycle, both are fitted and the file that decodes closer is returned."""
+    """Where the depths cycle, both are fitted (schedules other than c2f: one fit each) and the file
+    that decodes closer is returned."""
     h, w = coffee.shape[:2]
     pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
     monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
-    enc = codec.compress(coffee, bpp=3.0, max_steps=60)
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60, schedule="fast")
     assert enc.fit_info["bits_tried"] == [str(b) for b, _ in pair]
     errs = enc.fit_info["mse_tried"]
     assert enc.bits == pair[int(np.argmin(errs))][0] and enc.fits >= 2
@@ -145,9 +146,9 @@ def test_refine_steps_refit_the_pruned_model(coffee):
     """refine_steps: the kept Gaussians get more full-size steps before the polish; the file
     still lands within the rate, and a bad count is one clear error."""
     h, w = coffee.shape[:2]
-    enc = codec.compress(coffee, bpp=3.0, max_steps=60, refine_steps=30)
+    enc = codec.compress(coffee, bpp=3.0, max_steps=60, refine_steps=30, schedule="fast")
     assert (1 - ratecontrol.RATE_TOLERANCE) * 3.0 * h * w / 8 <= len(enc.data) <= 3.0 * h * w / 8
-    plain = codec.compress(coffee, bpp=3.0, max_steps=60)
+    plain = codec.compress(coffee, bpp=3.0, max_steps=60, schedule="fast")
     assert _psnr(codec.decode(enc.data), coffee) > _psnr(codec.decode(plain.data), coffee)
     with pytest.raises(ValueError, match="refine_steps"):
         codec.compress(coffee, bpp=3.0, refine_steps=-1)

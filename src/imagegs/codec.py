@@ -39,7 +39,7 @@ from .ratecontrol import (MIN_GAUSSIANS, OVERSHOOT, RATE_TOLERANCE, Pack, RateCo
                           decoded_mse, default_bits, fit_budget, predicted_bytes, settle_bits)
 from .renderer import project, rasterize
 
-__all__ = ["Encoded", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
+__all__ = ["Encoded", "ENCODE_SCHEDULE", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
            "default_bits", "save_igs", "load_igs", "output_depths", "RateControlError"]
 
 POLISH_STEPS = 200
@@ -47,6 +47,10 @@ POLISH_STEPS = 200
 # defaults): "c2f" stops its fit after the coarse steps, prunes to the rate (one fit for both bit
 # depths), then refines the kept Gaussians at full size (docs/NOTES.md, "Encoder speed").
 CODING: dict[str, dict] = {"c2f": dict(refine_steps=400, one_fit=True)}
+# The encoder's default schedule (compress, imagegs encode, batch encode, bench rd): c2f decodes at
+# least as close as "quality" at every rate from 0.05 to 1 bpp, for less than half its time at 0.3
+# bpp (docs/results.md). "fast" stays the default of a plain fit (imagegs.fit, imagegs fit).
+ENCODE_SCHEDULE = "c2f"
 PROBE_STEPS = 100  # refine steps every bit depth gets before the one to finish is chosen (_to_budget)
 
 
@@ -322,7 +326,7 @@ def _check_bpp(bpp) -> float:
 def compress(image, *, bpp: float | None = None, num_gaussians: int | None = None,
              bits: Bits | str | int | None = None, top_k: int | None = DEFAULT_TOP_K, lod_training: bool = False,
              qat: float | None = None, polish_steps: int = POLISH_STEPS,
-             schedule: str = "fast", seed: int = 0, progress: bool = False, max_fits: int = 2,
+             schedule: str = ENCODE_SCHEDULE, seed: int = 0, progress: bool = False, max_fits: int = 2,
              one_fit: bool | None = None, refine_steps: int | None = None,
              metadata: dict | None = None, channel_names: tuple[str, ...] | None = None,
              groups: list | None = None, kinds: list[str] | None = None,
@@ -342,7 +346,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             official code; 0.8 = after the learning-rate decay); None (default) fits in float and
             quantises after. Measured here, QAT did not beat quantising after the fit (docs/NOTES.md).
         polish_steps: steps of :func:`polish_colors` after quantisation (0: none).
-        top_k, lod_training, schedule, seed, **fit_options: passed to :func:`imagegs.fit`.
+        top_k, lod_training, schedule, seed, **fit_options: passed to :func:`imagegs.fit`; the
+            schedule defaults to :data:`ENCODE_SCHEDULE` ("c2f"), not the plain fit's "fast".
         max_fits: fits allowed to meet the rate (the second corrects the count from the first's size).
         one_fit: where the default bit depths cycle between two candidates (every 1024-px image at
             0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codec import ENCODE_SCHEDULE
 from ..io import append_record, atomic_write, read_source, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality
@@ -47,7 +48,7 @@ CODEC_GROUPS = {"baselines": BASELINES, "textures": TEXTURES,
 RECORDS = "records.jsonl"
 SETTINGS = "settings.json"
 DECODE_REPEATS = 3
-DEFAULT_SCHEDULE = "quality"  # imagegs's fit schedule: compression is worth the longer fit
+DEFAULT_SCHEDULE = ENCODE_SCHEDULE  # imagegs's fit schedule: the encoder's default
 
 
 class RDError(ValueError):

@@ -23,11 +23,10 @@ from ..textures import KINDS
 PROG = "imagegs"
 EXIT_ERROR = 2  # argparse's status for usage errors; used for every expected failure
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
-SCHEDULE_HELP = ("fast (default: 1200 steps, tuned for time-to-quality on a CPU), quality (2400 "
-                 "steps, what the published rate-distortion figures use), c2f (coarse to fine, for "
-                 "encode: most steps at 1/4 and 1/2 size, then pruning to the rate and 400 full-size "
-                 "steps; about quality's PSNR for 2.5x less CPU at 0.3 bpp, weaker on line art) or "
-                 "official (the authors', ~7.5k steps)")
+SCHEDULE_HELP = ("c2f (encode's default: coarse to fine, most steps at 1/4 and 1/2 size, then pruning to "
+                 "the rate and 400 full-size steps), fast (fit's default: 1200 full-size steps, tuned for "
+                 "time-to-quality on a CPU), quality (2400 full-size steps, what the figures published "
+                 "before c2f used) or official (the authors', ~7.5k steps); default %(default)s")
 
 
 class CLIError(ValueError):
@@ -112,23 +111,25 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output: str, what: str) -> None:
+def add_fit_options(p: argparse.ArgumentParser, schedules: list[str], *, output: str, what: str,
+                    schedule: str = "fast") -> None:
     """What every command that fits one image (or one texture set) takes (fit, encode): the images,
     -o, :func:`add_fit_settings` and --maps (texture-set map kinds, given to ``read_source``)."""
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image file, folder (texture stack), several files (stack), 'astronaut' "
                         "or skimage:NAME")
     p.add_argument("-o", "--output", required=True, metavar=output, help=f"{what} to write")
-    add_fit_settings(p, schedules)
+    add_fit_settings(p, schedules, schedule=schedule)
     p.add_argument("--maps", metavar="NAME:KIND,...",
                    help=f"map kinds of a texture set ({', '.join(KINDS)}) by map name (file stem), "
                         "overriding the file-name suffixes (_albedo, _normal/_nrm/_n, _gloss/_rough/"
                         "_metal/_ao/_height...); scalar maps are fitted as one channel")
 
 
-def add_fit_settings(p: argparse.ArgumentParser, schedules: list[str]) -> None:
-    """How to fit (fit, encode, batch encode): --schedule, --steps, --seed, --alpha and --quiet."""
-    p.add_argument("--schedule", choices=schedules, default="fast", help=SCHEDULE_HELP)
+def add_fit_settings(p: argparse.ArgumentParser, schedules: list[str], *, schedule: str = "fast") -> None:
+    """How to fit (fit, encode, batch encode): --schedule (default ``schedule``), --steps, --seed,
+    --alpha and --quiet."""
+    p.add_argument("--schedule", choices=schedules, default=schedule, help=SCHEDULE_HELP)
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help="maximum optimisation steps (the official schedule may extend it)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")

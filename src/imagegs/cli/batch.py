@@ -123,6 +123,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     """Register ``batch encode`` and ``batch decode``; ``common`` holds --top-k, --backend and
     --threads (here: threads per worker)."""
     from ..batch import DEFAULT_FORMAT
+    from ..codec import ENCODE_SCHEDULE
 
     group = sub.add_parser("batch", help="encode or decode whole folders (this machine's cores or a Dask cluster)",
                            description="Encode or decode every file of a folder (subfolders too) in "
@@ -135,7 +136,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                                        "settings. 'imagegs encode DIR' is something else: one texture stack.")
     p.add_argument("folder", metavar="DIR", help="folder of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the .igs files")
-    add_fit_settings(p, schedules)
+    add_fit_settings(p, schedules, schedule=ENCODE_SCHEDULE)
     add_encode_options(p)
     add_executor_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="a line per file as it finishes")

@@ -160,8 +160,9 @@ def add_parsers(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=positive_int, metavar="N",
                    help="downscale images so the long side is at most N pixels")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=DEFAULT_SCHEDULE,
-                   help=f"imagegs fit schedule (default {DEFAULT_SCHEDULE}: 2400 steps; fast: 1200; "
-                        "c2f: coarse to fine; official: the authors', ~7.5k steps)")
+                   help=f"imagegs fit schedule (default {DEFAULT_SCHEDULE}, the encoder's; quality: "
+                        "2400 full-size steps, the figures published before; fast: 1200; official: the "
+                        "authors', ~7.5k steps)")
     _add_run_options(p, cmd_rd)
 
     p = bench_sub.add_parser("sr", help="arbitrary-scale super-resolution benchmark (LIIF protocol)",

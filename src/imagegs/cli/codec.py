@@ -144,7 +144,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                 schedules: list[str]) -> None:
     """Register ``encode`` and ``decode``; ``common`` holds
     --top-k, --backend and --threads."""
-    from ..codec import RATE_TOLERANCE
+    from ..codec import ENCODE_SCHEDULE, RATE_TOLERANCE
 
     about = (f"Fit Gaussians, quantise them and write a compressed .igs file. --bpp sets the whole-file "
              f"size (rate control: the file lands within {RATE_TOLERANCE:.0%} below the target). The "
@@ -153,7 +153,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
              "(twice the time).")
     p = sub.add_parser("encode", parents=[common], help="fit and compress an image to an .igs file",
                        description=about)
-    add_fit_options(p, schedules, output="OUT.igs", what=".igs file")
+    add_fit_options(p, schedules, output="OUT.igs", what=".igs file", schedule=ENCODE_SCHEDULE)
     add_encode_options(p)
     p.add_argument("--map-weights", metavar="NAME:W,...",
                    help="texture sets: loss weight per map name or kind, e.g. normal:2,gloss:0.5 (default: "
