@@ -172,6 +172,26 @@ def test_depths_are_probed_then_only_the_closest_is_refined(monkeypatch, coffee)
     assert enc.fit_info["mse_tried"][chosen] == min(enc.fit_info["mse_tried"])
 
 
+def test_neighbour_depths():
+    """A one-fit encode whose default depths settle on one candidate also tries its neighbours
+    (6 -> 7; 7 -> 6 and 8), from the same fit."""
+    assert ratecontrol.neighbour_depths(Bits(12, 6, 6, 6)) == [Bits(12, 7, 7, 7)]
+    assert ratecontrol.neighbour_depths(Bits(12, 7, 7, 7)) == [Bits(12, 6, 6, 6), Bits(12, 8, 8, 8)]
+    assert ratecontrol.neighbour_depths(Bits(12, 8, 6, 6)) == []  # not a default depth
+
+
+def test_one_fit_encode_tries_the_neighbours(monkeypatch, coffee):
+    monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: [(Bits(10, 6, 6, 6), 300)])
+    fitted = []
+    real_fit = codec.fit
+    monkeypatch.setattr(codec, "fit", lambda *a, **k: fitted.append(k["num_gaussians"]) or real_fit(*a, **k))
+    enc = codec.compress(coffee, bpp=3.0, max_steps=40, refine_steps=20)
+    assert enc.fit_info["bits_tried"] == [str(Bits(10, 6, 6, 6)), str(Bits(10, 7, 7, 7))]
+    assert fitted[0] == 300  # the larger count (6 bits)
+    plain = codec.compress(coffee, bpp=3.0, max_steps=40, refine_steps=20, one_fit=False)
+    assert "bits_tried" not in plain.fit_info and plain.bits == Bits(10, 6, 6, 6)
+
+
 def test_predicted_error_extrapolates_the_gain_per_doubling():
     """Half the error from 50 to 100 steps: another two doublings (to 400 steps) quarter it again."""
     assert codec._predicted_error(0.4, 0.2, doublings=2) == pytest.approx(0.05)

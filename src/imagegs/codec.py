@@ -36,7 +36,7 @@ from .io import Image, atomic_write, read_source
 from .optim import Adam
 from .quantize import Bits, QuantizedGaussians, dequantize, fake_quantize, quantize
 from .ratecontrol import (MIN_GAUSSIANS, OVERSHOOT, RATE_TOLERANCE, Pack, RateControlError, count_for_budget,
-                          decoded_mse, default_bits, fit_budget, predicted_bytes, settle_bits)
+                          decoded_mse, default_bits, fit_budget, neighbour_depths, predicted_bytes, settle_bits)
 from .renderer import project, rasterize
 
 __all__ = ["Encoded", "ENCODE_SCHEDULE", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
@@ -349,11 +349,14 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
         top_k, lod_training, schedule, seed, **fit_options: passed to :func:`imagegs.fit`; the
             schedule defaults to :data:`ENCODE_SCHEDULE` ("c2f"), not the plain fit's "fast".
         max_fits: fits allowed to meet the rate (the second corrects the count from the first's size).
-        one_fit: where the default bit depths cycle between two candidates (every 1024-px image at
-            0.3 bpp, :func:`~imagegs.ratecontrol.settle_bits`), fit once, for the larger count, and
-            derive both files from that fit by pruning each to the budget; keep the one that
-            decodes closer. False: one fit per candidate. Needs ``qat=None``. Default: the
-            schedule's (:data:`CODING`; False for the others).
+        one_fit: fit once, for the largest count of the candidate bit depths, and derive each
+            depth's file from that fit by pruning it to the budget; keep the one that decodes
+            closer (with ``refine_steps``, the one predicted to after a short probe). The
+            candidates: where the default depths cycle (every 1024-px image at 0.3 bpp,
+            :func:`~imagegs.ratecontrol.settle_bits`), both; elsewhere the default and its
+            :func:`~imagegs.ratecontrol.neighbour_depths`. False: one fit per candidate of a
+            cycle, no neighbours. Needs ``qat=None``. Default: the schedule's (:data:`CODING`;
+            False for the others).
         refine_steps: after pruning a fit to the rate, fit every attribute of the kept
             Gaussians for this many more full-size steps (:func:`imagegs.fitting.refine`) before
             the colour polish; 0: none. Default: the schedule's (:data:`CODING`; 0 for the others).
@@ -419,6 +422,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     budget = bpp * h * w / 8
     if bits is None:
         candidates = settle_bits(h, w, budget * OVERSHOOT, c, default_bits(h, w, channels=c))
+        if one_fit and len(candidates) == 1:  # one fit serves several depths: probe the neighbours too
+            candidates += [(b, count_for_budget(budget * OVERSHOOT, b, c)) for b in neighbour_depths(candidates[0][0])]
     else:
         fixed = Bits.parse(bits)
         candidates = [(fixed, count_for_budget(budget * OVERSHOOT, fixed, c))]
