@@ -224,9 +224,9 @@ def _pruned(job: _Job, g: Gaussians, levels: list[int], bits: Bits, budget: floa
 def _predicted_error(half: float, full: float, *, doublings: float) -> float:
     """The error a refinement reaches after ``doublings`` more doublings of its steps, from its
     errors after half its steps and after all of them: the refinement gains about as many dB per
-    doubling of its steps. Right on 8 of 8 images at 0.3 bpp (bit depth 6 or 7, 100 probe
-    steps, 400 refine steps), where the error after the probe alone chose wrong on 2 (0.25 and
-    0.15 dB lost): the depth with fewer, more precise Gaussians starts behind but gains faster."""
+    doubling of its steps. It picked the final winner on 14 of 14 probes (10 images at 0.3 bpp,
+    4 at 0.2; 100 probe steps, 400 refine steps), the error after the probe alone on 10 (up to
+    0.57 dB lost): the depth with fewer, more precise Gaussians starts behind but gains faster."""
     if half <= 0 or full <= 0:
         return full
     return full * (full / half) ** doublings
