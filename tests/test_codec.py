@@ -172,6 +172,18 @@ def test_depths_are_probed_then_only_the_closest_is_refined(monkeypatch, coffee)
     assert enc.fit_info["mse_tried"][chosen] == min(enc.fit_info["mse_tried"])
 
 
+def test_a_fixed_count_is_refined_too(monkeypatch, coffee):
+    """--gaussians N with c2f: its fit stops at the coarse scales, so the kept model is refined
+    at full size (CODING's refine_steps) as at a rate."""
+    from imagegs.fitting import FitState
+
+    steps = []
+    real_step = FitState.step
+    monkeypatch.setattr(FitState, "step", lambda self, *a: steps.append(self) or real_step(self, *a))
+    enc = codec.compress(coffee, num_gaussians=120, max_steps=40)
+    assert len(steps) == 40 + codec.CODING["c2f"]["refine_steps"] and enc.num == 120
+
+
 def test_neighbour_depths():
     """A one-fit encode whose default depths settle on one candidate also tries its neighbours
     (6 -> 7; 7 -> 6 and 8), from the same fit."""

@@ -185,12 +185,9 @@ def _polished(job: _Job, g: Gaussians, bits: Bits) -> tuple[Gaussians, Quantized
 
 
 def _at_count(job: _Job, n: int, bits: Bits) -> Encoded:
-    """The file of a fit of exactly ``n`` Gaussians (no rate control)."""
-    g = _fit_named(job, n, bits)
-    levels = g.fit_info["levels"]
-    gp, grid = _polished(job, g, bits)
-    data, gq = job.packer(bits, grid)(gp, levels)
-    return job.encoded(data, gq, bits, levels, 1, g.fit_info)
+    """The file of a fit of exactly ``n`` Gaussians (no rate control), refined and polished as
+    :func:`_to_budget` does, with no budget."""
+    return _to_budget(job, _fit_named(job, n, bits), [bits], math.inf, 1)
 
 
 def _too_low(job: _Job, budget: float) -> RateControlError:
