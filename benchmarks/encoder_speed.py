@@ -39,7 +39,11 @@ IMAGES = Path("/work/shared/data/images")
 _C2F_A = dict(schedule="fast", coarse=((4, 600), (2, 1200)), max_steps=1800, decay_steps=(1500,))
 _C2F_B = dict(schedule="fast", coarse=((4, 800), (2, 1600)), max_steps=2000, decay_steps=(1700,))
 VARIANTS: dict[str, dict] = {
+    "default": {},  # what `imagegs encode` does (the code's defaults: see the record's commit)
     "fast": dict(schedule="fast"),
+    # the default with stochastic full-size steps (FitConfig.crop: a quarter of the image per step)
+    "crop25": dict(crop=0.25),
+    "crop25-r800": dict(crop=0.25, refine_steps=800),
     "quality": dict(schedule="quality"),
     "quality-onefit": dict(schedule="quality", one_fit=True),
     "c2f-a": _C2F_A,
@@ -70,19 +74,34 @@ VARIANTS: dict[str, dict] = {
 
 
 def load(name: str, side: int) -> np.ndarray:
-    """The image ``name`` (a PNG of IMAGES) with its longer side area-downscaled to ``side``."""
+    """The image ``name`` (a PNG of IMAGES) with its longer side resized to ``side``: area
+    downscaling, Lanczos upscaling (2048 px from the 1024-px originals, for timings)."""
     im = Image.open(IMAGES / f"{name}.png").convert("RGB")
     s = side / max(im.size)
-    if s < 1:
-        im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.BOX)
+    if s != 1:
+        im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.BOX if s < 1 else Image.LANCZOS)
     return np.array(im)
 
 
-def run_one(img: np.ndarray, bpp: float, options: dict) -> dict:
-    """Encode, decode and measure one image with one variant's options."""
+def commit() -> str:
+    """The imagegs code measured: the git commit of the checkout ``imagegs`` is imported from."""
+    import subprocess
+
+    src = Path(codec.__file__).resolve().parent
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_one(img: np.ndarray, bpp: float, options: dict, count: int | None = None) -> dict:
+    """Encode, decode and measure one image with one variant's options, at ``bpp`` or (when
+    ``count`` is given) with exactly ``count`` Gaussians."""
     hist: list = []
     t0, c0 = time.perf_counter(), time.process_time()
-    enc = codec.compress(img, bpp=bpp, history=hist, **options)
+    target = dict(num_gaussians=count) if count else dict(bpp=bpp)
+    enc = codec.compress(img, history=hist, **target, **options)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     dec = codec.decode(enc.data, as_uint8=False)
     p, s = metrics.quality_8bit(dec, torch.from_numpy(img).permute(2, 0, 1).float() / 255)
@@ -92,14 +111,14 @@ def run_one(img: np.ndarray, bpp: float, options: dict) -> dict:
                          for r in hist])
 
 
-def records() -> list[dict]:
-    return [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+def records(path: Path = OUT) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def summary() -> None:
+def summary(path: Path = OUT) -> None:
     """Per (side, bpp, variant): images, mean PSNR, median wall and CPU seconds; at 1024 px the
     RD run's quality-schedule PSNR and seconds on the same images beside."""
-    recs = records()
+    recs = records(path)
     rd = {(r["image"], r["target_bpp"]): r for r in map(json.loads, RD.read_text().splitlines())
           if r["codec"] == "imagegs"} if RD.exists() else {}
     keys = sorted({(r["side"], r["target_bpp"]) for r in recs})
@@ -129,30 +148,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="Numba and torch threads (default 1: on a shared, oversubscribed machine "
                          "every parallel region waits for its threads to be scheduled)")
+    ap.add_argument("--gaussians", type=int, help="a fixed Gaussian count instead of --bpp (recorded as bpp 0)")
+    ap.add_argument("--out", type=Path, default=OUT, help="records file (default %(default)s)")
     ap.add_argument("--summary", action="store_true")
     a = ap.parse_args(argv)
+    if a.gaussians:
+        a.bpp = [0.0]
     import numba
 
     numba.set_num_threads(a.threads)
     torch.set_num_threads(a.threads)
     if a.summary:
-        summary()
+        summary(a.out)
         return 0
-    done = {(r["image"], r["side"], r["target_bpp"], r["variant"]) for r in records()}
+    code = commit()
+    done = {(r["image"], r["side"], r["target_bpp"], r["variant"], r.get("commit")) for r in records(a.out)}
     codec.compress(np.zeros((16, 16, 3), np.uint8) + 128, num_gaussians=20, max_steps=2)  # compile
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
     for name in a.images:
         img = load(name, a.side)
         for bpp in a.bpp:
             for v in a.variants:
-                if (name, a.side, bpp, v) in done:
+                if (name, a.side, bpp, v, code) in done:
                     continue
                 rec = dict(image=name, side=a.side, target_bpp=bpp, variant=v, options=VARIANTS[v], threads=a.threads,
-                           **run_one(img, bpp, VARIANTS[v]))
+                           commit=code, count=a.gaussians, **run_one(img, bpp, VARIANTS[v], a.gaussians))
                 print(f"{name} {a.side} {bpp} {v}: {rec['psnr']:.3f} dB {rec['bpp']:.4f} bpp "
                       f"wall {rec['wall_s']:.1f} s cpu {rec['cpu_s']:.1f} s fits {rec['fits']} {rec['bits']}",
                       flush=True)
-                with OUT.open("a") as f:
+                with a.out.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
     return 0
 

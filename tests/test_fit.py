@@ -112,6 +112,43 @@ def test_refine_continues_a_pruned_model(astronaut_small):
     assert refine(g, img, 0) is g
 
 
+def test_stochastic_steps_render_windows_of_the_image(astronaut_small):
+    """crop: a full-size step renders one of 3 x 3 tile-aligned windows of ~crop of the area, the
+    first and last meeting the edges; the window's pixels are the whole rendering's (up to float
+    rounding of the shifted means, which can swap near-tied top-K neighbours)."""
+    from skimage import data, transform
+
+    from imagegs.fitting import _make_config
+    from imagegs.renderer.constants import TILE
+
+    img = torch.from_numpy(np.ascontiguousarray(
+        transform.resize(data.astronaut(), (100, 140), anti_aliasing=True).transpose(2, 0, 1))).float()
+    st = FitState(img, _make_config(None, "fast", dict(num_gaussians=300, crop=0.25)))
+    for _ in range(30):
+        st.step()
+    wins = {st.window() for _ in range(200)}
+    assert len(wins) == 9
+    for x0, y0, x1, y1 in wins:
+        assert x0 % TILE == 0 and y0 % TILE == 0 and 0.4 < (x1 - x0) / 140 < 0.6 and 0.4 < (y1 - y0) / 100 < 0.6
+    assert {w[0] for w in wins} >= {0} and {w[2] for w in wins} >= {140} and {w[3] for w in wins} >= {100}
+    full = st.render().detach()
+    for x0, y0, x1, y1 in wins:
+        part = st.render(None, (x0, y0, x1, y1)).detach()
+        diff = (part - full[:, y0:y1, x0:x1]).abs()
+        assert part.shape == (3, y1 - y0, x1 - x0) and float(diff.max()) < 5e-3 and float(diff.mean()) < 1e-4
+    assert FitState(img, _make_config(None, "fast", dict(num_gaussians=30))).window() is None
+    st.set_factor(2)
+    assert st.window() is None  # coarse steps are whole
+    with pytest.raises(ValueError, match="crop"):
+        fit(img, num_gaussians=30, crop=1.0)
+
+
+def test_a_fit_with_stochastic_steps_converges(astronaut_small):
+    """Windows of a third of the image still fit the whole (13.1 dB at the start)."""
+    g = fit(astronaut_small, num_gaussians=200, max_steps=150, crop=0.3, seed=1)
+    assert psnr(render(g).clamp(0, 1), astronaut_small) > 18
+
+
 def test_fit_is_deterministic(astronaut_small):
     a = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))
     b = fit(astronaut_small[:, :32, :32], num_gaussians=60, max_steps=30, add_steps=(10,))

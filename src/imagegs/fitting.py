@@ -30,6 +30,7 @@ from .loss import ImageLoss, normalize_pixel_weights
 from .optim import Adam
 from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .renderer import BACKENDS, prefilter, project, rasterize, render
+from .renderer.constants import TILE
 
 __all__ = ["FitConfig", "FitState", "fit", "refine", "SCHEDULES", "FitDivergedError"]
 
@@ -96,6 +97,10 @@ class FitConfig:
     # at native size) instead of the coarse one, so added Gaussians can land on detail finer than
     # a coarse pixel (thin lines); without importance steering only.
     full_additions: bool = False
+    # Stochastic full-size steps: each renders, and differentiates, one of 3 x 3 windows of about
+    # this share of the image, at random (tile-aligned: the whole rendering's pixels up to float
+    # rounding). 0 = the whole image. Coarse steps are whole.
+    crop: float = 0.0
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -124,6 +129,7 @@ class FitConfig:
             Bits(*self.quant_bits)  # validates
         need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
         need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
+        need(math.isfinite(self.crop) and 0 <= self.crop < 1, f"crop must be in [0, 1), got {self.crop}")
         need(math.isfinite(self.coarse_density) and self.coarse_density >= 0,
              f"coarse_density must be a finite non-negative number, got {self.coarse_density}")
         need(all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and v >= 1 for v in p)
@@ -249,6 +255,7 @@ class FitState:
         self.pixel_weights = (None if pixel_weights is None
                               else normalize_pixel_weights(pixel_weights, (c, h, w)).to(torch.float32))
         self.view, self.loss_fn = target, self._loss(target, self.pixel_weights)
+        self._window_losses: dict[tuple[int, int, int, int], ImageLoss | None] = {}
 
     def _loss(self, view: torch.Tensor, pixel_weights: torch.Tensor | None) -> ImageLoss:
         return ImageLoss(view, l1_weight=self.cfg.l1_weight, ssim_weight=self.cfg.ssim_weight,
@@ -286,9 +293,11 @@ class FitState:
     def _inverse_scales(self, n: int) -> torch.Tensor:
         return torch.full((n, 2), 1.0 / self.cfg.init_scale)
 
-    def render(self, n: int | None = None) -> torch.Tensor:
+    def render(self, n: int | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """The current model's (first ``n`` Gaussians') rendering at the size of ``view`` (the
-        native size unless :meth:`set_factor` chose a coarser one), (C, h, w), with autograd."""
+        native size unless :meth:`set_factor` chose a coarser one), (C, h, w), with autograd;
+        with a native-size ``window`` (x0, y0, x1, y1), that window only (the Gaussians shifted
+        by its origin: tile-aligned, so the same pixels as the whole rendering's)."""
         cfg, (oh, ow) = self.cfg, self.view.shape[1:]
         xy, inv_s, rot, col = (t[:n] for t in self.opt.params)
         if cfg.quant_bits is not None and self.steps > self.quant_from:
@@ -296,18 +305,50 @@ class FitState:
         if self.factor == 1:
             means, conics, radii = project(xy, inv_s, rot, height=oh, width=ow, native_height=self.height,
                                            native_width=self.width, inverse_scale=True)
+            if window is not None:
+                x0, y0, x1, y1 = window
+                means, (oh, ow) = means - means.new_tensor([x0, y0]), (y1 - y0, x1 - x0)
         else:  # widened by the pixel filter of the coarse pixels (amplitudes left at 1: see above)
             means, conics, radii, _ = prefilter(xy, 1.0 / inv_s.abs(), rot, height=oh, width=ow,
                                                 native_height=self.height, native_width=self.width,
                                                 sigma=COARSE_FILTER_SIGMA)
         return rasterize(means, conics, col, radii, oh, ow, top_k=cfg.top_k, backend=cfg.backend)
 
+    def window(self) -> tuple[int, int, int, int] | None:
+        """The (x0, y0, x1, y1) window of a stochastic step (:attr:`FitConfig.crop`), one of 3 x 3
+        at random, or None for the whole view (no crop, or a coarse step). Its sides are the
+        image's times sqrt(crop) (whole tiles less); the first and last positions meet the edges,
+        the middle one is centred, all at multiples of TILE. Few windows, so that each one's loss
+        (and its target statistics, which cost more than the window's render) is made once."""
+        if not self.cfg.crop or self.factor != 1:
+            return None
+        h, w, s = self.height, self.width, math.sqrt(self.cfg.crop)
+        ky, kx = (min(max(0, round(n * (1 - s) / TILE)), (n - 1) // TILE) for n in (h, w))
+        if ky == kx == 0:
+            return None
+        y0, x0 = (TILE * (k * int(self.rng.integers(0, 3)) // 2) for k in (ky, kx))
+        return x0, y0, x0 + w - TILE * kx, y0 + h - TILE * ky
+
+    def _window_loss(self, win: tuple[int, int, int, int]) -> ImageLoss | None:
+        """The loss on the target's window ``win``, made once per window (None where its pixel
+        weights are all zero)."""
+        if win not in self._window_losses:
+            x0, y0, x1, y1 = win
+            pw = None if self.pixel_weights is None else self.pixel_weights[:, y0:y1, x0:x1]
+            ok = pw is None or bool((pw > 0).any())
+            self._window_losses[win] = self._loss(self.target[:, y0:y1, x0:x1], pw) if ok else None
+        return self._window_losses[win]
+
     def step(self, prefix: int | None = None) -> torch.Tensor:
-        """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all);
-        returns the loss (detached)."""
+        """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all),
+        or on a random window of it (:attr:`FitConfig.crop`); returns the loss (detached)."""
         self.steps += 1
+        win = self.window()
+        loss_fn = self.loss_fn if win is None else self._window_loss(win)
+        if loss_fn is None:
+            win, loss_fn = None, self.loss_fn
         with torch_serial(self.cfg.backend != "reference" and self.target.device.type == "cpu"):
-            loss = self.loss_fn(self.render(prefix))
+            loss = loss_fn(self.render(prefix, win))
             loss.backward()
             self.opt.step()
             _clamp_inverse_scales(self.opt.params[1], self.height, self.width)
