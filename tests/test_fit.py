@@ -113,7 +113,7 @@ def test_refine_continues_a_pruned_model(astronaut_small):
 
 
 def test_stochastic_steps_render_windows_of_the_image(astronaut_small):
-    """crop: a full-size step renders one of 3 x 3 tile-aligned windows of ~crop of the area, the
+    """crop: a step renders one of 3 x 3 tile-aligned windows of ~crop of the view's area, the
     first and last meeting the edges; the window's pixels are the whole rendering's (up to float
     rounding of the shifted means, which can swap near-tied top-K neighbours)."""
     from skimage import data, transform
@@ -137,8 +137,9 @@ def test_stochastic_steps_render_windows_of_the_image(astronaut_small):
         diff = (part - full[:, y0:y1, x0:x1]).abs()
         assert part.shape == (3, y1 - y0, x1 - x0) and float(diff.max()) < 5e-3 and float(diff.mean()) < 1e-4
     assert FitState(img, _make_config(None, "fast", dict(num_gaussians=30))).window() is None
-    st.set_factor(2)
-    assert st.window() is None  # coarse steps are whole
+    st.set_factor(2)  # a coarse view has its own windows
+    x0, y0, x1, y1 = max(st.window() for _ in range(50))
+    assert (x1, y1) == (70, 50) and st.render(None, (x0, y0, x1, y1)).shape == (3, y1 - y0, x1 - x0)
     with pytest.raises(ValueError, match="crop"):
         fit(img, num_gaussians=30, crop=1.0)
 

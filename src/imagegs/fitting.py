@@ -97,9 +97,9 @@ class FitConfig:
     # at native size) instead of the coarse one, so added Gaussians can land on detail finer than
     # a coarse pixel (thin lines); without importance steering only.
     full_additions: bool = False
-    # Stochastic full-size steps: each renders, and differentiates, one of 3 x 3 windows of about
-    # this share of the image, at random (tile-aligned: the whole rendering's pixels up to float
-    # rounding). 0 = the whole image. Coarse steps are whole.
+    # Stochastic steps: each renders, and differentiates, one of 3 x 3 windows of about this share
+    # of the view (the image, or its coarse version), at random (tile-aligned: the whole
+    # rendering's pixels up to float rounding). 0 = the whole view.
     crop: float = 0.0
 
     def validate(self, height: int, width: int) -> None:
@@ -254,8 +254,9 @@ class FitState:
         self.factor = 1
         self.pixel_weights = (None if pixel_weights is None
                               else normalize_pixel_weights(pixel_weights, (c, h, w)).to(torch.float32))
-        self.view, self.loss_fn = target, self._loss(target, self.pixel_weights)
-        self._window_losses: dict[tuple[int, int, int, int], ImageLoss | None] = {}
+        self.view, self.view_weights = target, self.pixel_weights
+        self.loss_fn = self._loss(target, self.pixel_weights)
+        self._window_losses: dict[tuple, ImageLoss | None] = {}  # by (factor, window)
 
     def _loss(self, view: torch.Tensor, pixel_weights: torch.Tensor | None) -> ImageLoss:
         return ImageLoss(view, l1_weight=self.cfg.l1_weight, ssim_weight=self.cfg.ssim_weight,
@@ -271,8 +272,8 @@ class FitState:
         size = (max(1, round(h / factor)), max(1, round(w / factor)))
         def scaled(t):
             return t if t is None or factor == 1 else F.interpolate(t[None], size=size, mode="area")[0]
-        self.factor, self.view = factor, scaled(self.target)
-        self.loss_fn = self._loss(self.view, scaled(self.pixel_weights))
+        self.factor, self.view, self.view_weights = factor, scaled(self.target), scaled(self.pixel_weights)
+        self.loss_fn = self._loss(self.view, self.view_weights)
 
     def addition_weights(self) -> torch.Tensor | None:
         """The steering weights at the current scale ((h, w) of ``view``, area-downscaled under
@@ -296,7 +297,7 @@ class FitState:
     def render(self, n: int | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """The current model's (first ``n`` Gaussians') rendering at the size of ``view`` (the
         native size unless :meth:`set_factor` chose a coarser one), (C, h, w), with autograd;
-        with a native-size ``window`` (x0, y0, x1, y1), that window only (the Gaussians shifted
+        with a ``window`` (x0, y0, x1, y1) of ``view``, that window only (the Gaussians shifted
         by its origin: tile-aligned, so the same pixels as the whole rendering's)."""
         cfg, (oh, ow) = self.cfg, self.view.shape[1:]
         xy, inv_s, rot, col = (t[:n] for t in self.opt.params)
@@ -305,24 +306,25 @@ class FitState:
         if self.factor == 1:
             means, conics, radii = project(xy, inv_s, rot, height=oh, width=ow, native_height=self.height,
                                            native_width=self.width, inverse_scale=True)
-            if window is not None:
-                x0, y0, x1, y1 = window
-                means, (oh, ow) = means - means.new_tensor([x0, y0]), (y1 - y0, x1 - x0)
         else:  # widened by the pixel filter of the coarse pixels (amplitudes left at 1: see above)
             means, conics, radii, _ = prefilter(xy, 1.0 / inv_s.abs(), rot, height=oh, width=ow,
                                                 native_height=self.height, native_width=self.width,
                                                 sigma=COARSE_FILTER_SIGMA)
+        if window is not None:
+            x0, y0, x1, y1 = window
+            means, (oh, ow) = means - means.new_tensor([x0, y0]), (y1 - y0, x1 - x0)
         return rasterize(means, conics, col, radii, oh, ow, top_k=cfg.top_k, backend=cfg.backend)
 
     def window(self) -> tuple[int, int, int, int] | None:
-        """The (x0, y0, x1, y1) window of a stochastic step (:attr:`FitConfig.crop`), one of 3 x 3
-        at random, or None for the whole view (no crop, or a coarse step). Its sides are the
-        image's times sqrt(crop) (whole tiles less); the first and last positions meet the edges,
-        the middle one is centred, all at multiples of TILE. Few windows, so that each one's loss
-        (and its target statistics, which cost more than the window's render) is made once."""
-        if not self.cfg.crop or self.factor != 1:
+        """The (x0, y0, x1, y1) window of ``view`` for a stochastic step (:attr:`FitConfig.crop`),
+        one of 3 x 3 at random, or None for the whole view (no crop, or a view too small). Its
+        sides are the view's times sqrt(crop) (whole tiles less); the first and last positions
+        meet the edges, the middle one is centred, all at multiples of TILE. Few windows, so that
+        each one's loss (and its target statistics, which cost more than the window's render) is
+        made once."""
+        if not self.cfg.crop:
             return None
-        h, w, s = self.height, self.width, math.sqrt(self.cfg.crop)
+        (h, w), s = self.view.shape[1:], math.sqrt(self.cfg.crop)
         ky, kx = (min(max(0, round(n * (1 - s) / TILE)), (n - 1) // TILE) for n in (h, w))
         if ky == kx == 0:
             return None
@@ -330,14 +332,15 @@ class FitState:
         return x0, y0, x0 + w - TILE * kx, y0 + h - TILE * ky
 
     def _window_loss(self, win: tuple[int, int, int, int]) -> ImageLoss | None:
-        """The loss on the target's window ``win``, made once per window (None where its pixel
-        weights are all zero)."""
-        if win not in self._window_losses:
+        """The loss on the window ``win`` of ``view``, made once per scale and window (None where
+        its pixel weights are all zero)."""
+        key = (self.factor, win)
+        if key not in self._window_losses:
             x0, y0, x1, y1 = win
-            pw = None if self.pixel_weights is None else self.pixel_weights[:, y0:y1, x0:x1]
+            pw = None if self.view_weights is None else self.view_weights[:, y0:y1, x0:x1]
             ok = pw is None or bool((pw > 0).any())
-            self._window_losses[win] = self._loss(self.target[:, y0:y1, x0:x1], pw) if ok else None
-        return self._window_losses[win]
+            self._window_losses[key] = self._loss(self.view[:, y0:y1, x0:x1], pw) if ok else None
+        return self._window_losses[key]
 
     def step(self, prefix: int | None = None) -> torch.Tensor:
         """One optimisation step on the rendering of the first ``prefix`` Gaussians (default all),
