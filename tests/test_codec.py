@@ -185,10 +185,11 @@ def test_a_fixed_count_is_refined_too(monkeypatch, coffee):
 
 
 def test_neighbour_depths():
-    """A one-fit encode whose default depths settle on one candidate also tries its neighbours
-    (6 -> 7; 7 -> 6 and 8), from the same fit."""
+    """A one-fit encode whose default depths settle on one candidate also tries the depth above
+    (6 -> 7, 7 -> 8; 8 is the most the defaults give), from the same fit."""
     assert ratecontrol.neighbour_depths(Bits(12, 6, 6, 6)) == [Bits(12, 7, 7, 7)]
-    assert ratecontrol.neighbour_depths(Bits(12, 7, 7, 7)) == [Bits(12, 6, 6, 6), Bits(12, 8, 8, 8)]
+    assert ratecontrol.neighbour_depths(Bits(12, 7, 7, 7)) == [Bits(12, 8, 8, 8)]
+    assert ratecontrol.neighbour_depths(Bits(12, 8, 8, 8)) == []
     assert ratecontrol.neighbour_depths(Bits(12, 8, 6, 6)) == []  # not a default depth
 
 

@@ -351,7 +351,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             closer (with ``refine_steps``, the one predicted to after a short probe). The
             candidates: where the default depths cycle (every 1024-px image at 0.3 bpp,
             :func:`~imagegs.ratecontrol.settle_bits`), both; elsewhere the default and its
-            :func:`~imagegs.ratecontrol.neighbour_depths`. False: one fit per candidate of a
+            :func:`~imagegs.ratecontrol.neighbour_depths` (the depth above). False: one fit per candidate of a
             cycle, no neighbours. Needs ``qat=None``. Default: the schedule's (:data:`CODING`;
             False for the others).
         refine_steps: after pruning a fit to the rate, fit every attribute of the kept
@@ -419,7 +419,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     budget = bpp * h * w / 8
     if bits is None:
         candidates = settle_bits(h, w, budget * OVERSHOOT, c, default_bits(h, w, channels=c))
-        if one_fit and len(candidates) == 1:  # one fit serves several depths: probe the neighbours too
+        if one_fit and len(candidates) == 1:  # one fit serves several depths: probe the one above too
             candidates += [(b, count_for_budget(budget * OVERSHOOT, b, c)) for b in neighbour_depths(candidates[0][0])]
     else:
         fixed = Bits.parse(bits)

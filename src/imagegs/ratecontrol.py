@@ -85,12 +85,14 @@ def count_for_budget(budget: float, bits: Bits, channels: int) -> int:
 
 
 def neighbour_depths(bits: Bits) -> list[Bits]:
-    """The default depths next to ``bits`` (its scale, rotation and colour depth one less and one
-    more, within the 6..8 that :func:`default_bits` uses; position unchanged): the other
-    candidates of a one-fit encode. At 0.2 bpp (1024 px) 7 bits beat the default 6 by 0.6-0.9 dB
-    on vector-park and anime-concert and lost 0.5 dB on photo-dragonfly (docs/NOTES.md)."""
-    return [Bits(bits.position, o, o, o) for o in (bits.color - 1, bits.color + 1)
-            if 6 <= o <= 8 and bits.scale == bits.rotation == bits.color]
+    """The default depth above ``bits`` (scale, rotation and colour one bit more, up to the 8 that
+    :func:`default_bits` gives at most; position unchanged): the other candidate of a one-fit
+    encode. At 0.2 bpp (1024 px) 7 bits beat the default 6 by 0.6-0.9 dB on vector-park and
+    anime-concert and lost 0.2 dB on photo-dragonfly (docs/NOTES.md). Only the depth above: it
+    needs fewer Gaussians, so the fit keeps its count (and its coarse scales); the depth below
+    would need a larger fit, which at 0.75 bpp doubled the encode for a full-size fit."""
+    o = bits.color + 1
+    return [Bits(bits.position, o, o, o)] if o <= 8 and bits.scale == bits.rotation == bits.color else []
 
 
 def settle_bits(height: int, width: int, budget: float, channels: int, bits: Bits) -> list[tuple[Bits, int]]:
