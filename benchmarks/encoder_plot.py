@@ -6,7 +6,7 @@ seconds of one thread (the records' ``cpu_s``): on this shared machine, wall tim
 load, CPU time much less. Also prints the table behind the plot.
 
     python benchmarks/encoder_plot.py benchmarks/results/encoder/speed_table.jsonl \\
-        --png docs/img/encoder_speed.png
+        --png docs/img/encoder_speed.png --names 8382382=before 7341207=after 8a2aba7=after
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+NAMES: dict[str, str] = {}  # commit -> name (--names), for commits with the same encoder code
+
+
 def encoder(r: dict) -> str:
-    return f"{r['variant']} @ {r.get('commit', '?')}"
+    commit = r.get("commit", "?")
+    return f"{r['variant']} @ {NAMES.get(commit, commit)}"
 
 
 def table(recs: list[dict]) -> str:
@@ -78,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", type=Path)
     ap.add_argument("--png", type=Path)
+    ap.add_argument("--names", nargs="*", default=[], metavar="COMMIT=NAME",
+                    help="name the code of these commits (several commits with the same encoder code "
+                         "may share a name)")
     a = ap.parse_args(argv)
+    NAMES.update(n.split("=", 1) for n in a.names)
     recs = load(a.records)
     print(table(recs))
     if a.png:
