@@ -26,7 +26,7 @@ import torch
 
 from . import igsfile
 from ._workers import torch_serial
-from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, MAX_PIXELS, check_pixels, check_top_k
+from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, ENCODE_SCHEDULE, MAX_PIXELS, check_pixels, check_top_k
 from .fitting import FitConfig, finished, fit, importance_steering, refiner, steered_pixel_weights
 from .loss import normalize_pixel_weights
 from .gaussians import Gaussians
@@ -47,10 +47,6 @@ POLISH_STEPS = 200
 # defaults): "c2f" stops its fit after the coarse steps, prunes to the rate (one fit for both bit
 # depths), then refines the kept Gaussians at full size (docs/NOTES.md, "Encoder speed").
 CODING: dict[str, dict] = {"c2f": dict(refine_steps=400, one_fit=True)}
-# The encoder's default schedule (compress, imagegs encode, batch encode, bench rd): c2f decodes at
-# least as close as "quality" at every rate from 0.05 to 1 bpp, for less than half its time at 0.3
-# bpp (docs/results.md). "fast" stays the default of a plain fit (imagegs.fit, imagegs fit).
-ENCODE_SCHEDULE = "c2f"
 PROBE_STEPS = 100  # refine steps every bit depth gets before the one to finish is chosen (_to_budget)
 
 
@@ -152,6 +148,11 @@ class _Job:
         """The (H, W) importance weights the rate control's choices count the error with (None: uniform)."""
         return None if self.steering is None else torch.as_tensor(self.steering, dtype=torch.float32)
 
+    def error(self, gq: Gaussians) -> float:
+        """The decoded (importance-weighted) MSE of the decoder's model ``gq`` against the target:
+        what every choice between files of one encode compares."""
+        return decoded_mse(gq, self.target, self.top_k, self.error_weights)
+
     def packer(self, bits: Bits, ranges: QuantizedGaussians | None = None) -> Pack:
         """``pack(model, levels) -> (bytes, decoder's model)`` with this job's header fields."""
         return functools.partial(_pack, bits=bits, top_k=self.top_k, metadata=self.metadata, ranges=ranges,
@@ -203,11 +204,7 @@ class _Candidate:
     gq: Gaussians  # the decoder's model
     levels: list[int]
     kept: Gaussians  # the float model behind it
-    error: float = math.inf  # decoded (weighted) MSE against the target
-
-    def measure(self, job: _Job) -> _Candidate:
-        self.error = decoded_mse(self.gq, job.target, job.top_k, job.error_weights)
-        return self
+    error: float  # _Job.error of gq (after a probe: the predicted error of the refined model)
 
 
 def _pruned(job: _Job, g: Gaussians, levels: list[int], bits: Bits, budget: float,
@@ -215,7 +212,7 @@ def _pruned(job: _Job, g: Gaussians, levels: list[int], bits: Bits, budget: floa
     """``g`` at ``bits`` pruned to ``budget`` bytes (:func:`fit_budget`), measured; None if even
     one Gaussian does not fit."""
     got = fit_budget(g, job.target, levels, budget, job.packer(bits, ranges), job.top_k, job.error_weights)
-    return None if got is None else _Candidate(bits, *got).measure(job)
+    return None if got is None else _Candidate(bits, *got, error=job.error(got[1]))
 
 
 def _predicted_error(half: float, full: float, *, doublings: float) -> float:
@@ -244,7 +241,6 @@ def _to_budget(job: _Job, g: Gaussians, depths: list[Bits], budget: float, attem
     cands = [c for c in (_pruned(job, g, levels0, bits, budget) for bits in depths) if c is not None]
     if not cands:
         raise _too_low(job, budget)
-    tried = list(cands)
     if job.refine_steps:  # re-fit the kept Gaussians at full size; probe every depth first
         states = _refiners(job, [c.kept for c in cands])
         probe = min(PROBE_STEPS, job.refine_steps) if len(cands) > 1 else 0
@@ -254,8 +250,7 @@ def _to_budget(job: _Job, g: Gaussians, depths: list[Bits], budget: float, attem
                 for n in (probe // 2, probe - probe // 2):
                     for _ in range(n):
                         st.step()
-                    _, gq = job.packer(c.bits)(finished(c.kept, st), c.levels)
-                    errors.append(decoded_mse(gq, job.target, job.top_k, job.error_weights))
+                    errors.append(job.error(job.packer(c.bits)(finished(c.kept, st), c.levels)[1]))
                 c.error = _predicted_error(*errors, doublings=math.log2(job.refine_steps / probe))
         i = int(np.argmin([c.error for c in cands]))
         for _ in range(job.refine_steps - probe):
@@ -271,8 +266,8 @@ def _to_budget(job: _Job, g: Gaussians, depths: list[Bits], budget: float, attem
         if polished is not None and polished.error <= best.error:
             best = polished
     info = dict(g.fit_info, fitted=g.num, pruned=g.num - best.gq.num)
-    if len(tried) > 1:
-        info.update(bits_tried=[str(c.bits) for c in tried], mse_tried=[round(c.error, 8) for c in tried])
+    if len(cands) > 1:
+        info.update(bits_tried=[str(c.bits) for c in cands], mse_tried=[round(c.error, 8) for c in cands])
     return job.encoded(best.data, best.gq, best.bits, best.levels, attempt, info)
 
 
@@ -301,7 +296,7 @@ def _at_rate(job: _Job, depths: list[Bits], n_plan: int, budget: float, max_fits
 
 def _closest(job: _Job, encs: list[Encoded]) -> Encoded:
     """Of files at the same rate with different bit depths (separate fits), the one that decodes closest."""
-    errors = [decoded_mse(e.gaussians, job.target, job.top_k, job.error_weights) for e in encs]
+    errors = [job.error(e.gaussians) for e in encs]
     best = encs[int(np.argmin(errors))]
     best.fits = sum(e.fits for e in encs)
     best.fit_info = dict(best.fit_info, bits_tried=[str(e.bits) for e in encs],

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "DEFAULT_NUM_GAUSSIANS", "MAX_PIXELS", "BLEND_EPS", "check_top_k",
+__all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "DEFAULT_NUM_GAUSSIANS", "MAX_PIXELS", "BLEND_EPS", "ENCODE_SCHEDULE",
+           "check_top_k",
            "check_pixels", "output_size"]
 
 DEFAULT_TOP_K = 10  # Gaussians blended per pixel (Image-GS's K)
@@ -16,6 +17,10 @@ MAX_TOP_K = 64  # largest K the kernels and the .igs header accept
 DEFAULT_NUM_GAUSSIANS = 10_000  # Image-GS's default budget
 MAX_PIXELS = 2**28  # largest image decoded or rendered unless the caller raises it (max_pixels=)
 BLEND_EPS = 1e-4  # the blend's normaliser offset: sum(w c) / (sum(w) + eps) (the official value)
+# The encoder's default schedule (compress, imagegs encode, batch encode, bench rd): c2f decodes at
+# least as close as "quality" at every rate from 0.05 to 1 bpp, with a quarter of its CPU time at
+# 0.3 bpp (docs/results.md). "fast" stays the default of a plain fit (imagegs.fit, imagegs fit).
+ENCODE_SCHEDULE = "c2f"
 
 
 def check_top_k(top_k: int | None, *, name: str = "top_k") -> int | None:

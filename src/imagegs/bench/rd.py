@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec import ENCODE_SCHEDULE
+from ..defaults import ENCODE_SCHEDULE
 from ..io import append_record, atomic_write, read_source, readable_extensions, to_uint8
 from .codecs import BASELINES, CODECS, TEXTURES, Codec, CodecError, get_codec, search_quality
 from .measures import quality

@@ -123,7 +123,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     """Register ``batch encode`` and ``batch decode``; ``common`` holds --top-k, --backend and
     --threads (here: threads per worker)."""
     from ..batch import DEFAULT_FORMAT
-    from ..codec import ENCODE_SCHEDULE
+    from ..defaults import ENCODE_SCHEDULE
 
     group = sub.add_parser("batch", help="encode or decode whole folders (this machine's cores or a Dask cluster)",
                            description="Encode or decode every file of a folder (subfolders too) in "

@@ -144,7 +144,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                 schedules: list[str]) -> None:
     """Register ``encode`` and ``decode``; ``common`` holds
     --top-k, --backend and --threads."""
-    from ..codec import ENCODE_SCHEDULE, RATE_TOLERANCE
+    from ..codec import RATE_TOLERANCE
+    from ..defaults import ENCODE_SCHEDULE
 
     about = (f"Fit Gaussians, quantise them and write a compressed .igs file. --bpp sets the whole-file "
              f"size (rate control: the file lands within {RATE_TOLERANCE:.0%} below the target). The "
