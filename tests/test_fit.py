@@ -98,6 +98,19 @@ def test_full_additions_sample_the_full_size_error(astronaut_small):
         assert on_native == full and on_coarse != full
 
 
+def test_full_additions_follow_the_steering(astronaut_small):
+    """A steered coarse-to-fine fit with full_additions samples the full-size error weighted by the
+    full-size steering: its additions land on native pixel centres, in the important region."""
+    img = astronaut_small[:, :64, :64]
+    imp = np.zeros((64, 64), np.float32)
+    imp[:, :16] = 1.0  # the left quarter matters
+    g = fit(img, num_gaussians=120, max_steps=30, add_steps=(10, 20), coarse=((4, 30),), lr_xy=0.0,
+            full_additions=True, importance=imp, importance_strength=1000.0)
+    added = g.xy[60:].double()
+    assert torch.allclose(added * 64 - 0.5, (added * 64 - 0.5).round(), atol=1e-3)
+    assert (added[:, 0] < 0.25).float().mean() > 0.9
+
+
 def test_refine_continues_a_pruned_model(astronaut_small):
     """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
     learning rates; the count, order, names and fit_info stay, and the fit improves."""
