@@ -28,7 +28,7 @@ from .init import as_image, error_blur_kernel, gaussian_blur, init_positions, pi
 from .init import gradient_map, sample_without_replacement
 from .loss import ImageLoss, normalize_pixel_weights
 from .optim import Adam
-from .quantize import Bits, QuantizedGaussians, color_clip, canonicalize, fake_quantize
+from .quantize import Bits, color_clip, canonicalize, fake_quantize
 from .renderer import BACKENDS, prefilter, project, rasterize, render
 from .renderer.constants import TILE
 
@@ -235,7 +235,6 @@ class FitState:
         self.cfg, self.target, self.height, self.width = cfg, target, h, w
         self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.quant_from, self.steps = quant_from, 0
-        self.grid: tuple[Bits, QuantizedGaussians] | None = None  # see quantise_on
         self.flat_target = target.permute(1, 2, 0).reshape(-1, c)
         self.steering = None if steering is None else torch.as_tensor(np.asarray(steering, np.float64))
         if self.steering is not None:
@@ -302,9 +301,7 @@ class FitState:
         by its origin: tile-aligned, so the same pixels as the whole rendering's)."""
         cfg, (oh, ow) = self.cfg, self.view.shape[1:]
         xy, inv_s, rot, col = (t[:n] for t in self.opt.params)
-        if self.grid is not None:
-            xy, inv_s, rot, col = _fake_quantize_params(xy, inv_s, rot, col, *self.grid)
-        elif cfg.quant_bits is not None and self.steps > self.quant_from:
+        if cfg.quant_bits is not None and self.steps > self.quant_from:
             xy, inv_s, rot, col = _fake_quantize_params(xy, inv_s, rot, col, Bits(*cfg.quant_bits))
         if self.factor == 1:
             means, conics, radii = project(xy, inv_s, rot, height=oh, width=ow, native_height=self.height,
@@ -317,14 +314,6 @@ class FitState:
             x0, y0, x1, y1 = window
             means, (oh, ow) = means - means.new_tensor([x0, y0]), (y1 - y0, x1 - x0)
         return rasterize(means, conics, col, radii, oh, ow, top_k=cfg.top_k, backend=cfg.backend)
-
-    def quantise_on(self, bits: Bits, grid: QuantizedGaussians) -> None:
-        """From now on, render the parameters as a file on ``grid``'s ranges at ``bits`` will hold
-        them (straight-through: :func:`imagegs.quantize.fake_quantize`), so that the steps fit the
-        quantised model, not the float one. The grid stays fixed (the ranges of a quantisation of
-        the model, :func:`imagegs.quantize.quantize`); the file is then quantised with
-        ``ranges=grid`` to hold exactly what was fitted."""
-        self.grid = (Bits.parse(bits), grid)
 
     def window(self) -> tuple[int, int, int, int] | None:
         """The (x0, y0, x1, y1) window of ``view`` for a stochastic step (:attr:`FitConfig.crop`),
@@ -565,17 +554,14 @@ def _addition_maps(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _fake_quantize_params(xy: torch.Tensor, inv_s: torch.Tensor, rot: torch.Tensor, col: torch.Tensor,
-                          bits: Bits, grid: QuantizedGaussians | None = None) -> tuple[torch.Tensor, ...]:
+                          bits: Bits) -> tuple[torch.Tensor, ...]:
     """The fit's parameters as the .igs file will hold them (see :mod:`imagegs.quantize`), with
-    straight-through gradients: canonical axes, log-scales and colours on min/max grids (or on
-    ``grid``'s fixed ranges), angle on the periodic grid of [0, pi)."""
-    def fixed(name):
-        return None if grid is None else torch.from_numpy(getattr(grid, name))
+    straight-through gradients: canonical axes, log-scales and colours on min/max grids, angle on
+    the periodic grid of [0, pi)."""
     scale, r = canonicalize(1.0 / inv_s.abs(), rot)
-    log_s = fake_quantize(torch.log(scale), bits.scale, value_range=fixed("scale_range"))
-    return (fake_quantize(xy, bits.position, value_range=fixed("pos_range")), torch.exp(-log_s),
-            fake_quantize(r, bits.rotation, periodic=math.pi),
-            fake_quantize(col, bits.color, clip=color_clip(bits.color), value_range=fixed("color_range")))
+    log_s = fake_quantize(torch.log(scale), bits.scale)
+    return (fake_quantize(xy, bits.position), torch.exp(-log_s),
+            fake_quantize(r, bits.rotation, periodic=math.pi), fake_quantize(col, bits.color, clip=color_clip(bits.color)))
 
 
 @torch.no_grad()
