@@ -45,8 +45,6 @@ VARIANTS: dict[str, dict] = {
     "crop25": dict(crop=0.25),
     # fixed bit depths per attribute (position, scale, rotation, colour)
     "b12776": dict(bits="12,7,7,6"),
-    "b12676": dict(bits="12,6,7,6"),
-    "b12767": dict(bits="12,7,6,7"),
     "crop25-r800": dict(crop=0.25, refine_steps=800),
     "quality": dict(schedule="quality"),
     "quality-onefit": dict(schedule="quality", one_fit=True),
