@@ -2,6 +2,7 @@
 
 import functools
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from skimage import data, transform
 
 from imagegs import codec, fit, igsfile, metrics, ratecontrol, render
 from imagegs.cli import main
+from imagegs.loss import normalize_pixel_weights
 from imagegs.quantize import Bits, dequantize, quantize
 
 
@@ -276,6 +278,29 @@ def test_colour_polish_recovers_quantisation_error(coffee):
     assert mse(gq1) < 0.985 * mse(gq0)  # measured: -2.4%
     # the file holds the geometry it was polished on (the ranges were reused)
     torch.testing.assert_close(gq1.scale, gq0.scale)
+
+
+def test_colour_polish_is_the_least_squares_colours(coffee):
+    """The polish's conjugate gradients reach the (weighted) least-squares colours of the quantised
+    geometry: its reference twin builds the blend matrix A column by column (one render per
+    Gaussian with a unit colour) and solves min || sqrt(W) (A c - y) || densely."""
+    img = coffee[:24, :32]
+    g = fit(img, num_gaussians=40, max_steps=60)
+    bits = Bits(10, 6, 6, 6)
+    target = torch.from_numpy(img).permute(2, 0, 1).double() / 255
+    weights = torch.rand(1, 24, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    polished, _ = codec.polish_colors(g, target.float(), bits, steps=200, pixel_weights=weights)
+    gq = dequantize(quantize(g, bits))
+    columns = []
+    for i in range(gq.num):
+        unit = torch.zeros(gq.num, 1)
+        unit[i] = 1
+        columns.append(render(replace(gq, color=unit)).reshape(-1).double())
+    a = torch.stack(columns, 1)  # (pixels, N)
+    wn = normalize_pixel_weights(weights, (3, 24, 32)).double()[0].reshape(-1, 1).sqrt()
+    want = torch.linalg.lstsq(wn * a, wn * target.reshape(3, -1).T).solution  # (N, 3)
+    torch.testing.assert_close(polished.color.double(), want, atol=2e-3, rtol=0)
+    torch.testing.assert_close(polished.xy, gq.xy)  # geometry: the quantised one
 
 
 def test_rate_control_errors(coffee):

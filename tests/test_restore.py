@@ -141,7 +141,8 @@ def test_degradations_are_seeded_and_distinct():
 def test_bench_restore_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "imgs"
     folder.mkdir()
-    PILImage.fromarray(_shapes(40, 48)).save(folder / "shapes.png")
+    # large enough that JPEG's smallest file (its headers) is below restore's
+    PILImage.fromarray(_shapes(64, 80)).save(folder / "shapes.png")
     out = tmp_path / "out"
     argv = ["bench", "restore", "--images", folder, "--samples", "", "--out", out, "--degradations", "noise25",
             "--methods", "degraded,restore,tv,jpeg", "--steps", 20, "--quiet"]

@@ -33,8 +33,7 @@ from .gaussians import Gaussians
 from .importance import importance_map
 from .init import as_image
 from .io import Image, atomic_write, read_source
-from .optim import Adam
-from .quantize import Bits, QuantizedGaussians, dequantize, fake_quantize, quantize
+from .quantize import Bits, QuantizedGaussians, dequantize, quantize
 from .ratecontrol import (MIN_GAUSSIANS, OVERSHOOT, RATE_TOLERANCE, Pack, RateControlError, count_for_budget,
                           decoded_mse, default_bits, fit_budget, neighbour_depths, predicted_bytes, settle_bits)
 from .renderer import project, rasterize
@@ -42,7 +41,7 @@ from .renderer import project, rasterize
 __all__ = ["Encoded", "ENCODE_SCHEDULE", "compress", "encode", "decode", "decode_gaussians", "read_igs_header",
            "default_bits", "save_igs", "load_igs", "output_depths", "RateControlError"]
 
-POLISH_STEPS = 200
+POLISH_STEPS = 20  # conjugate-gradient iterations of the colour polish (polish_colors)
 # What a fit schedule asks of the encoder beyond the fit (``compress``'s refine_steps and one_fit
 # defaults): "c2f" stops its fit after the coarse steps, prunes to the rate (one fit for both bit
 # depths), then refines the kept Gaussians at full size (docs/NOTES.md, "Encoder speed").
@@ -88,17 +87,21 @@ def _pack(g: Gaussians, levels: list[int], *, bits: Bits, top_k: int | None, met
     return data, dequantize(q.take(order))
 
 
-def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int = POLISH_STEPS, lr: float = 2e-3,
+def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int = POLISH_STEPS,
                   top_k: int | None = DEFAULT_TOP_K, pixel_weights=None) -> tuple[Gaussians, QuantizedGaussians]:
-    """Re-fit the colours of ``g`` on its quantised geometry, for the quantised colour grid.
+    """Re-fit the colours of ``g`` on its quantised geometry: the colours that decode closest.
 
-    The colours enter the rendering linearly, so with positions, scales and angles fixed at the
-    values the file will hold, a few hundred Adam steps on the squared error (the colours
-    straight-through quantised on a fixed grid) absorb much of the geometry's quantisation error
-    and of what pruning removed. Returns the model (geometry dequantised, colours refined) and the
-    quantisation whose ranges :func:`quantize` must reuse so the file holds exactly this grid.
+    With positions, scales and angles fixed at the values the file will hold, the rendering is
+    linear in the colours (each pixel blends its top-K Gaussians' colours with weights that the
+    geometry alone sets), so the best colours solve a least-squares problem. ``steps`` iterations
+    of conjugate gradients on its normal equations (CGLS: one render and one backward pass each)
+    start from the quantised colours; :func:`quantize` then rounds them on the grid of ``g``'s
+    quantisation. Measured at 1024 px, 0.3 bpp: 20 iterations, 0.5 s, +0.35 / +0.04 dB on
+    dragonfly / concert over 200 straight-through Adam steps, 7 s (docs/NOTES.md).
+
     target: (C, H, W); ``pixel_weights`` (broadcastable to it, as in :func:`imagegs.fit`) weight the
-    squared error.
+    squared error. Returns the model (geometry dequantised, colours refined, in float) and the
+    quantisation whose ranges :func:`quantize` must reuse so the file holds exactly this grid.
     """
     q = quantize(g, bits)
     gq = dequantize(q)
@@ -106,17 +109,34 @@ def polish_colors(g: Gaussians, target: torch.Tensor, bits: Bits, *, steps: int 
         return gq, q
     h, w = g.height, g.width
     means, conics, radii = project(gq.xy, gq.scale, gq.rot, height=h, width=w, native_height=h, native_width=w)
-    grid = torch.from_numpy(q.color_range)
-    color = gq.color.clone().requires_grad_()
-    opt = Adam([color], [lr])
     pw = 1.0 if pixel_weights is None else normalize_pixel_weights(pixel_weights, tuple(target.shape)).to(target)
+
+    def blend(colors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(colors as a leaf, their rendering A colors) - backward through it gives A^T v."""
+        c = colors.detach().requires_grad_()
+        return c, rasterize(means, conics, c, radii, h, w, top_k=top_k)
+
+    def adjoint(leaf: torch.Tensor, image: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad(image, leaf, grad_outputs=pw * v)[0]
+
+    x = gq.color.clone()
     with torch_serial(target.device.type == "cpu"):
+        leaf, img = blend(x)
+        r = target - img.detach()  # the residual y - A x
+        s = adjoint(leaf, img, r)  # A^T W r: minus the gradient
+        p, gamma = s.clone(), float((s * s).sum())
         for _ in range(steps):
-            img = rasterize(means, conics, fake_quantize(color, bits.color, value_range=grid), radii, h, w,
-                            top_k=top_k)
-            (pw * (img - target) ** 2).mean().backward()
-            opt.step()
-    return replace(gq, color=opt.params[0].detach().clone()), q
+            leaf, ap = blend(p)
+            apd = ap.detach()
+            curv = float((pw * apd * apd).sum())
+            if gamma <= 0 or curv <= 0:  # converged (or a direction that changes no pixel)
+                break
+            alpha = gamma / curv
+            x, r = x + alpha * p, r - alpha * apd
+            s = adjoint(leaf, ap, r)
+            gamma, old = float((s * s).sum()), gamma
+            p = s + (gamma / old) * p
+    return replace(gq, color=x), q
 
 
 @dataclass(frozen=True)

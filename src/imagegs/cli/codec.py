@@ -186,8 +186,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
                    help="quantisation-aware fitting from this share of the steps on (0 = throughout); "
                         "default: fit in float, quantise after")
     p.add_argument("--polish-steps", type=nonnegative_int, default=POLISH_STEPS, metavar="S",
-                   help="steps re-fitting the colours on the quantised geometry "
-                        f"(default {POLISH_STEPS}; 0: none)")
+                   help="conjugate-gradient iterations re-fitting the colours on the quantised "
+                        f"geometry (least squares; default {POLISH_STEPS}; 0: none)")
     p.add_argument("--lod-training", action="store_true",
                    help="make every level of detail good on its own (costs some final quality)")
 
