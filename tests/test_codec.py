@@ -11,6 +11,7 @@ from skimage import data, transform
 
 from imagegs import codec, fit, igsfile, metrics, ratecontrol, render
 from imagegs.cli import main
+from imagegs.fitting import SCHEDULES
 from imagegs.loss import normalize_pixel_weights
 from imagegs.quantize import Bits, dequantize, quantize
 
@@ -135,7 +136,7 @@ def test_c2f_schedule_brings_its_coding_defaults(monkeypatch, coffee):
     pair = [(Bits(10, 6, 6, 6), 300), (Bits(10, 7, 7, 7), 260)]
     monkeypatch.setattr(codec, "settle_bits", lambda *a, **k: pair)
     codec.compress(coffee, bpp=3.0, schedule="c2f", max_steps=40)
-    assert seen == [(codec.CODING["c2f"]["refine_steps"], 2)]
+    assert seen == [(SCHEDULES["c2f"]["final_steps"], 2)]
     seen.clear()
     codec.compress(coffee, bpp=3.0, schedule="c2f", max_steps=40, refine_steps=0, one_fit=False)
     assert seen == [(0, 1), (0, 1)]
@@ -183,7 +184,7 @@ def test_a_fixed_count_is_refined_too(monkeypatch, coffee):
     real_step = FitState.step
     monkeypatch.setattr(FitState, "step", lambda self, *a: steps.append(self) or real_step(self, *a))
     enc = codec.compress(coffee, num_gaussians=120, max_steps=40)
-    assert len(steps) == 40 + codec.CODING["c2f"]["refine_steps"] and enc.num == 120
+    assert len(steps) == 40 + SCHEDULES["c2f"]["final_steps"] and enc.num == 120
 
 
 def test_neighbour_depths():

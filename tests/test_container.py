@@ -1,7 +1,6 @@
 """The raw model container: exact round trips, the documented layout, and a reader that trusts nothing."""
 
 import json
-import os
 import struct
 import tracemalloc
 import zlib

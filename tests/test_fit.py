@@ -111,6 +111,21 @@ def test_full_additions_follow_the_steering(astronaut_small):
     assert (added[:, 0] < 0.25).float().mean() > 0.9
 
 
+def test_final_steps_end_a_coarse_fit_at_full_size(astronaut_small):
+    """final_steps (the c2f schedule's 400): a fit whose steps all run below full size ends with
+    full-size steps at the decayed rates, and is closer at full size for it."""
+    img = astronaut_small[:, :48, :48]
+    opts = dict(num_gaussians=80, max_steps=60, add_steps=(20,), coarse=((2, 60),))
+    coarse_only = fit(img, **opts)
+    finished = fit(img, **opts, final_steps=40)
+    assert finished.fit_info["steps"] == 100 and coarse_only.fit_info["steps"] == 60
+    assert finished.fit_info["config"]["final_steps"] == 40 and finished.num == coarse_only.num
+    assert psnr(render(finished).clamp(0, 1), img) > psnr(render(coarse_only).clamp(0, 1), img) + 0.5
+    assert fit(img, schedule="c2f", num_gaussians=10, max_steps=4).fit_info["steps"] == 4 + 400
+    with pytest.raises(ValueError, match="final_steps"):
+        fit(img, num_gaussians=10, final_steps=-1)
+
+
 def test_refine_continues_a_pruned_model(astronaut_small):
     """refine: more full-size steps on a given model (e.g. what pruning kept) at the decayed
     learning rates; the count, order, names and fit_info stay, and the fit improves."""

@@ -27,7 +27,7 @@ import torch
 from . import igsfile
 from ._workers import torch_serial
 from .defaults import DEFAULT_NUM_GAUSSIANS, DEFAULT_TOP_K, ENCODE_SCHEDULE, MAX_PIXELS, check_pixels, check_top_k
-from .fitting import FitConfig, finished, fit, importance_steering, refiner, steered_pixel_weights
+from .fitting import SCHEDULES, FitConfig, finished, fit, importance_steering, refiner, steered_pixel_weights
 from .loss import normalize_pixel_weights
 from .gaussians import Gaussians
 from .importance import importance_map
@@ -42,10 +42,11 @@ __all__ = ["Encoded", "ENCODE_SCHEDULE", "compress", "encode", "decode", "decode
            "default_bits", "save_igs", "load_igs", "output_depths", "RateControlError"]
 
 POLISH_STEPS = 20  # conjugate-gradient iterations of the colour polish (polish_colors)
-# What a fit schedule asks of the encoder beyond the fit (``compress``'s refine_steps and one_fit
-# defaults): "c2f" stops its fit after the coarse steps, prunes to the rate (one fit for both bit
-# depths), then refines the kept Gaussians at full size (docs/NOTES.md, "Encoder speed").
-CODING: dict[str, dict] = {"c2f": dict(refine_steps=400, one_fit=True)}
+# What a fit schedule asks of the encoder beyond the fit (``compress``'s one_fit default): "c2f"
+# stops its fit after the coarse steps, prunes to the rate (one fit for both bit depths), then
+# runs the schedule's final full-size steps on the kept Gaussians (``refine_steps``, default the
+# schedule's ``final_steps``; docs/NOTES.md, "Encoder speed").
+CODING: dict[str, dict] = {"c2f": dict(one_fit=True)}
 PROBE_STEPS = 100  # refine steps every bit depth gets before the one to finish is chosen (_to_budget)
 
 
@@ -371,7 +372,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
             False for the others).
         refine_steps: after pruning a fit to the rate, fit every attribute of the kept
             Gaussians for this many more full-size steps (:func:`imagegs.fitting.refine`) before
-            the colour polish; 0: none. Default: the schedule's (:data:`CODING`; 0 for the others).
+            the colour polish; 0: none. Default: the schedule's ``final_steps`` (400 for c2f, 0
+            for the others), which the fit then leaves to this refinement.
         metadata: small JSON-serialisable dict stored in the header.
         channel_names, groups: stored in the file (see :class:`Gaussians`); default: the image's.
         kinds: the map kind of each group (``colour``, ``normal``, ``scalar``; texture sets,
@@ -408,7 +410,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     if bpp is not None and num_gaussians is not None:
         raise ValueError("give either bpp or num_gaussians, not both")
     coding = CODING.get(schedule, {})
-    refine_steps = coding.get("refine_steps", 0) if refine_steps is None else refine_steps
+    final_steps = fit_options.pop("final_steps", SCHEDULES.get(schedule, {}).get("final_steps", 0))
+    refine_steps = final_steps if refine_steps is None else refine_steps  # after pruning, not in the fit
     if one_fit is None:
         one_fit = coding.get("one_fit", False) and qat is None
     for name, v in (("polish_steps", polish_steps), ("refine_steps", refine_steps)):
@@ -421,7 +424,7 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
                metadata=metadata, kinds=kinds,
                steering=importance_steering(target, importance, importance_strength),
-               fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
+               fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed, final_steps=0,
                                 progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,
                           groups=groups))

@@ -101,6 +101,10 @@ class FitConfig:
     # of the view (the image, or its coarse version), at random (tile-aligned: the whole
     # rendering's pixels up to float rounding). 0 = the whole view.
     crop: float = 0.0
+    # Full-size steps after the schedule's, at its decayed learning rates (:func:`refiner`), for a
+    # schedule whose steps end below full size (c2f). :func:`imagegs.codec.compress` runs them on
+    # the Gaussians it keeps after pruning to the rate instead (its ``refine_steps``).
+    final_steps: int = 0
 
     def validate(self, height: int, width: int) -> None:
         """Raise ValueError for settings that cannot work on a ``height`` x ``width`` image."""
@@ -130,6 +134,8 @@ class FitConfig:
         need(isinstance(self.lod_every, int) and self.lod_every >= 1, f"lod_every must be a positive integer, got {self.lod_every!r}")
         need(0.0 <= self.quant_start <= 1.0, f"quant_start must be in [0, 1], got {self.quant_start}")
         need(math.isfinite(self.crop) and 0 <= self.crop < 1, f"crop must be in [0, 1), got {self.crop}")
+        need(isinstance(self.final_steps, int) and self.final_steps >= 0,
+             f"final_steps must be a non-negative integer, got {self.final_steps!r}")
         need(math.isfinite(self.coarse_density) and self.coarse_density >= 0,
              f"coarse_density must be a finite non-negative number, got {self.coarse_density}")
         need(all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and v >= 1 for v in p)
@@ -175,15 +181,15 @@ _FAST = dict(add_steps=(50, 100, 150, 200), max_steps=1200, min_steps_after_add=
              lr_xy=1e-3, lr_color=2e-2, lr_scale=1.6e-2, lr_rot=1.6e-2)
 # "c2f" (coarse to fine) is the encoder's schedule: 800 steps at 1/4 size, 800 at 1/2 (each
 # factor capped so that a Gaussian keeps >= 16 coarse pixels: dense fits run finer, or at full
-# size), error-guided additions from the full-size error, no decay; :func:`imagegs.codec.compress`
-# then prunes the fit to the rate and refines the kept Gaussians for ``CODING["c2f"]``'s
-# full-size steps at the decayed rates (docs/NOTES.md).
+# size), error-guided additions from the full-size error, no decay, then 400 full-size steps at
+# the decayed rates; :func:`imagegs.codec.compress` prunes the fit to the rate before those, and
+# runs them on the Gaussians it keeps (docs/NOTES.md).
 SCHEDULES: dict[str, dict] = {
     "official": {},
     "fast": _FAST,
     "quality": dict(_FAST, max_steps=2400, decay_steps=(1900,)),
     "c2f": dict(_FAST, coarse=((4, 800), (2, 1600)), coarse_density=16.0, full_additions=True, max_steps=1600,
-                decay_steps=()),
+                decay_steps=(), final_steps=400),
 }
 
 
@@ -422,7 +428,7 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
     stale = decays = 0
     # compile (or load) the kernels before the bar starts, so its rate is the steps' alone
     _jit.prepare("fit-reference" if cfg.backend == "reference" else "fit", notice=progress)
-    bar = _progress(max_steps, progress)
+    bar = _progress(max_steps + cfg.final_steps, progress)
     step = 0
     try:
         for step in range(1, max_steps + 1):
@@ -484,10 +490,18 @@ def fit(image, *, schedule: str = "fast", config: FitConfig | None = None, progr
                     new_col = source.permute(1, 2, 0).reshape(-1, c)[idx]
                     state.add(a_grid[idx], new_col)
                     levels.append(len(idx))
+        g = state.gaussians()
+        if cfg.final_steps and g.num:  # full size at last, at the decayed rates
+            final = refiner(g, target, config=replace(cfg, final_steps=0), pixel_weights=state.pixel_weights)
+            for _ in range(cfg.final_steps):
+                final.step()
+                bar.update(1)
+            g = finished(g, final)
+            step += cfg.final_steps
     finally:
         bar.close()
-    return state.gaussians(dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),
-                                levels=levels))
+    return replace(g, fit_info=dict(steps=step, seconds=time.perf_counter() - t_start, config=asdict(cfg),
+                                    levels=levels))
 
 
 def refiner(g: Gaussians, image, *, schedule: str = "fast", config: FitConfig | None = None,
