@@ -424,8 +424,8 @@ def compress(image, *, bpp: float | None = None, num_gaussians: int | None = Non
     job = _Job(target=target, qat=qat, polish_steps=int(polish_steps), refine_steps=int(refine_steps), top_k=k,
                metadata=metadata, kinds=kinds,
                steering=importance_steering(target, importance, importance_strength),
-               fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed, final_steps=0,
-                                progress=progress),
+               fit_options=dict(fit_options, top_k=k, lod_training=lod_training, schedule=schedule, seed=seed,
+                                final_steps=0, progress=progress),
                names=dict(channel_names=tuple(channel_names) if channel_names else None,
                           groups=groups))
     if bpp is None:
