@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 
 __all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "DEFAULT_NUM_GAUSSIANS", "MAX_PIXELS", "BLEND_EPS", "ENCODE_SCHEDULE",
-           "check_top_k",
-           "check_pixels", "output_size"]
+           "check_top_k", "check_pixels", "output_size"]
 
 DEFAULT_TOP_K = 10  # Gaussians blended per pixel (Image-GS's K)
 MAX_TOP_K = 64  # largest K the kernels and the .igs header accept

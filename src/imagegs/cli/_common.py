@@ -25,8 +25,9 @@ EXIT_ERROR = 2  # argparse's status for usage errors; used for every expected fa
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 SCHEDULE_HELP = ("c2f (encode's default: coarse to fine, most steps at 1/4 and 1/2 size, then 400 "
                  "full-size steps, which encode runs after pruning to the rate), fast (fit's default: "
-                 "1200 full-size steps, tuned for time-to-quality on a CPU), quality (2400 full-size steps, what the figures published "
-                 "before c2f used) or official (the authors', ~7.5k steps); default %(default)s")
+                 "1200 full-size steps, tuned for time-to-quality on a CPU), quality (2400 full-size "
+                 "steps, what the figures published before c2f used) or official (the authors', ~7.5k "
+                 "steps); default %(default)s")
 
 
 class CLIError(ValueError):

@@ -150,7 +150,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     about = (f"Fit Gaussians, quantise them and write a compressed .igs file. --bpp sets the whole-file "
              f"size (rate control: the file lands within {RATE_TOLERANCE:.0%} below the target). The "
              "default encoder, c2f, fits most steps at 1/4 and 1/2 size, prunes to the rate and refines "
-             "the bit depth predicted to decode closest at full size (about 70 s for a 1024-px image "
+             "the bit depth predicted to decode closest at full size (about 55 s for a 1024-px image "
              "at 0.3 bpp on two cores).")
     p = sub.add_parser("encode", parents=[common], help="fit and compress an image to an .igs file",
                        description=about)
